@@ -1,0 +1,35 @@
+"""Data set registry: every data set is built by name.
+
+Adding a data set is one module in this folder plus one line in DATASETS. A
+data set class takes `(root, split, transforms, **options)`, has `classes`,
+`palette` and `ignore_index` (255), and yields `(image, mask)`.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+from .base import DatasetError, SegmentationDataset
+from .shapes import Shapes
+
+DATASETS: dict[str, type[SegmentationDataset]] = {
+    "shapes": Shapes,
+}
+
+
+def list_datasets() -> list[str]:
+    return sorted(DATASETS)
+
+
+def dataset_class(name: str) -> type[SegmentationDataset]:
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; choose one of: {', '.join(list_datasets())}")
+    return DATASETS[name]
+
+
+def build_dataset(name: str, split: str, root: str | os.PathLike | None = None,
+                  transforms: Callable | None = None, **kwargs) -> SegmentationDataset:
+    return dataset_class(name)(root, split, transforms, **kwargs)
+
+
+__all__ = ["DATASETS", "DatasetError", "SegmentationDataset", "build_dataset", "dataset_class", "list_datasets"]

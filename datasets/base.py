@@ -1,0 +1,172 @@
+"""What every data set shares: metadata, (image, mask) loading, checks on bad data.
+
+A data set yields `(image, mask)`: before transforms, a `tv_tensors.Image`
+(uint8, 3 x H x W) and a `tv_tensors.Mask` (int64, H x W) whose values are
+class ids in [0, num_classes) or `ignore_index` (255 everywhere: each data set
+maps its own "void" ids to 255).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+
+import config
+
+IGNORE_INDEX = 255
+
+
+class DatasetError(RuntimeError):
+    """Bad or missing data; the message names the file or folder."""
+
+
+class SegmentationDataset(Dataset):
+    """Base class. Subclasses set `classes` and `palette` and implement `load`."""
+
+    classes: Sequence[str] = ()
+    palette: Sequence[tuple[int, int, int]] = ()
+    ignore_index: int = IGNORE_INDEX
+
+    def __init__(self, split: str, transforms: Callable | None = None) -> None:
+        self.split = split
+        self.transforms = transforms
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def load(self, index: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+        raise NotImplementedError
+
+    def sample_name(self, index: int) -> str:
+        """A file-name-safe identifier of sample `index` (predictions are saved under it)."""
+        return f"{index:06d}"
+
+    def __getitem__(self, index: int):
+        image, mask = self.load(index)
+        if self.transforms is not None:
+            image, mask = self.transforms(image, mask)
+        return image, mask
+
+    def verify(self) -> None:
+        """Load every sample once, so that bad files show up before training does."""
+        for index in range(len(self)):
+            self.load(index)
+
+
+def resolve_root(name: str, root: str | os.PathLike | None) -> Path:
+    """The data set's folder: `root` if given, else the default under SEG_DATA; must exist."""
+    path = Path(root).expanduser() if root is not None else config.dataset_root(name)
+    if not path.is_dir():
+        how = "the root you passed" if root is not None else "SEG_DATA (the folder holding every data set)"
+        raise DatasetError(
+            f"{name} data not found: {path} is not a folder. Download it (see "
+            f"datasets/README.md) and point {how} at it, or pass --data-root DIR."
+        )
+    return path
+
+
+def read_image(path: Path) -> tv_tensors.Image:
+    try:
+        with Image.open(path) as img:
+            array = np.asarray(img.convert("RGB"))
+    except Exception as err:  # PIL raises several types for bad files
+        raise DatasetError(f"cannot read image {path}: {err}") from None
+    return tv_tensors.Image(torch.from_numpy(array.copy()).permute(2, 0, 1))
+
+
+def read_label_png(path: Path) -> np.ndarray:
+    """Raw values of a label PNG: class ids of a grey or palette ('P') image."""
+    try:
+        with Image.open(path) as img:
+            if img.mode not in ("L", "P", "I", "I;16"):
+                raise DatasetError(f"label {path} has mode {img.mode}; expected one id per pixel (L or P)")
+            return np.asarray(img).astype(np.int64)
+    except DatasetError:
+        raise
+    except Exception as err:
+        raise DatasetError(f"cannot read label {path}: {err}") from None
+
+
+def make_mask(ids: np.ndarray, path: Path, num_classes: int, lookup: np.ndarray | None = None,
+              image_size: tuple[int, int] | None = None) -> tv_tensors.Mask:
+    """Map raw ids through `lookup` (raw id -> class id or 255), then check size and range."""
+    if image_size is not None and tuple(ids.shape) != tuple(image_size):
+        raise DatasetError(f"label {path} is {ids.shape[1]}x{ids.shape[0]} but its image is "
+                           f"{image_size[1]}x{image_size[0]} (width x height)")
+    if lookup is not None:
+        if ids.min() < 0 or ids.max() >= len(lookup):
+            raise DatasetError(f"label {path} holds id {int(ids.max())}, outside the known ids 0..{len(lookup) - 1}")
+        ids = lookup[ids]
+    bad = (ids >= num_classes) & (ids != IGNORE_INDEX)
+    if bad.any() or (ids < 0).any():
+        value = int(ids[bad][0]) if bad.any() else int(ids.min())
+        raise DatasetError(f"label {path} holds id {value}; expected 0..{num_classes - 1} or {IGNORE_INDEX} (ignored)")
+    return tv_tensors.Mask(torch.from_numpy(ids))
+
+
+class FilePairDataset(SegmentationDataset):
+    """A data set stored as (image file, label file) pairs.
+
+    Subclasses fill `self.samples` and may set `self.lookup`, a table mapping
+    each raw label id to a class id or 255.
+    """
+
+    lookup: np.ndarray | None = None
+
+    def __init__(self, samples: list[tuple[Path, Path | None]], split: str,
+                 transforms: Callable | None = None) -> None:
+        super().__init__(split, transforms)
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def sample_name(self, index: int) -> str:
+        return self.samples[index][0].stem
+
+    def read_ids(self, path: Path) -> np.ndarray:
+        """Raw label ids of one label file; override for other formats (.mat, ...)."""
+        return read_label_png(path)
+
+    def load(self, index: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+        image_path, label_path = self.samples[index]
+        image = read_image(image_path)
+        if label_path is None:
+            raise DatasetError(f"{image_path} has no label in split {self.split!r} (only usable by predict.py)")
+        ids = self.read_ids(label_path)
+        return image, make_mask(ids, label_path, self.num_classes, self.lookup, tuple(image.shape[-2:]))
+
+
+def pair_by_stem(image_dir: Path, label_dir: Path, image_suffixes: Sequence[str] = (".png", ".jpg", ".jpeg"),
+                 label_suffix: str = ".png", label_stem: Callable[[str], str] = lambda s: s,
+                 ) -> list[tuple[Path, Path]]:
+    """Pair every image with its label by file stem; an unpaired file on either side is an error."""
+    for folder in (image_dir, label_dir):
+        if not folder.is_dir():
+            raise DatasetError(f"missing folder {folder}")
+    images = {p.stem: p for p in sorted(image_dir.iterdir()) if p.suffix.lower() in image_suffixes}
+    labels = {p.name[: -len(label_suffix)]: p for p in sorted(label_dir.iterdir()) if p.name.endswith(label_suffix)}
+    expected = {label_stem(stem): stem for stem in images}
+    missing = [images[stem] for key, stem in expected.items() if key not in labels]
+    if missing:
+        raise DatasetError(f"image {missing[0]} has no label in {label_dir} ({len(missing)} unpaired)")
+    orphans = [labels[key] for key in labels if key not in expected]
+    if orphans:
+        raise DatasetError(f"label {orphans[0]} has no image in {image_dir} ({len(orphans)} unpaired)")
+    if not images:
+        raise DatasetError(f"no images in {image_dir}")
+    return [(images[stem], labels[key]) for key, stem in sorted(expected.items(), key=lambda kv: kv[1])]
+
+
+def read_split_list(path: Path) -> list[str]:
+    """One sample id per line (VOC ImageSets style); blank lines ignored."""
+    if not path.is_file():
+        raise DatasetError(f"missing split list {path}")
+    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]

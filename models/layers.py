@@ -1,0 +1,55 @@
+"""Small layers and tensor helpers shared by several architectures."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ConvBNReLU(nn.Sequential):
+    """3x3 (or k x k) convolution, BatchNorm, ReLU: the building brick of most heads."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3,
+                 dilation: int = 1, stride: int = 1) -> None:
+        padding = dilation * (kernel_size - 1) // 2
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
+                      padding=padding, dilation=dilation, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+
+def resize(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """Bilinear resize of logits or features to `size` (H, W); a no-op when equal."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad the bottom and right of `x` so that H and W are multiples of `multiple`.
+
+    Mirrors the border (the U-Net paper's overlap-tile idea) so that the padding
+    looks like image content; falls back to edge replication when the image is
+    too small to mirror.
+    """
+    h, w = x.shape[-2:]
+    pad_h = (-h) % multiple
+    pad_w = (-w) % multiple
+    if pad_h == 0 and pad_w == 0:
+        return x
+    mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+
+def bilinear_kernel(channels: int, kernel_size: int) -> torch.Tensor:
+    """Weights that make a depthwise ConvTranspose2d a bilinear upsampler (FCN paper)."""
+    factor = (kernel_size + 1) // 2
+    center = factor - 1 if kernel_size % 2 == 1 else factor - 0.5
+    og = torch.arange(kernel_size, dtype=torch.float32)
+    filt = 1 - (og - center).abs() / factor
+    kernel = filt[:, None] * filt[None, :]
+    weight = torch.zeros(channels, channels, kernel_size, kernel_size)
+    weight[range(channels), range(channels)] = kernel
+    return weight

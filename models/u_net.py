@@ -1,0 +1,79 @@
+"""U-Net: Ronneberger, Fischer and Brox, "U-Net: Convolutional Networks for
+Biomedical Image Segmentation", MICCAI 2015 (arXiv:1505.04597).
+
+The paper's architecture: four 2x2 max-pool downsamplings, two 3x3
+convolutions per level with channels doubling from `width` (64 in the paper),
+2x2 up-convolutions halving them, skip connections by concatenation, a final
+1x1 convolution. Choices where we differ or the paper leaves room:
+- 3x3 convolutions are padded, so the output has the input's size; inputs
+  whose sides are not multiples of 16 are mirror-padded (the paper's
+  overlap-tile idea) and the logits cropped back.
+- BatchNorm after each convolution (`batch_norm=True`), which the paper
+  predates; it makes training from scratch much less sensitive to the LR.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .layers import pad_to_multiple
+
+
+class DoubleConv(nn.Sequential):
+    def __init__(self, in_channels: int, out_channels: int, batch_norm: bool = True) -> None:
+        layers: list[nn.Module] = []
+        for c_in in (in_channels, out_channels):
+            layers.append(nn.Conv2d(c_in, out_channels, 3, padding=1, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(out_channels))
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class UpBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, batch_norm: bool) -> None:
+        super().__init__()
+        self.up = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2)
+        self.conv = DoubleConv(2 * out_channels, out_channels, batch_norm)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.conv(torch.cat([skip, self.up(x)], dim=1))
+
+
+class UNet(nn.Module):
+    def __init__(self, num_classes: int, in_channels: int = 3, width: int = 64,
+                 depth: int = 4, batch_norm: bool = True) -> None:
+        super().__init__()
+        widths = [width * 2 ** i for i in range(depth + 1)]
+        self.multiple = 2 ** depth
+        self.inc = DoubleConv(in_channels, widths[0], batch_norm)
+        self.downs = nn.ModuleList(
+            nn.Sequential(nn.MaxPool2d(2), DoubleConv(widths[i], widths[i + 1], batch_norm))
+            for i in range(depth)
+        )
+        self.ups = nn.ModuleList(
+            UpBlock(widths[i + 1], widths[i], batch_norm) for i in reversed(range(depth))
+        )
+        self.classifier = nn.Conv2d(widths[0], num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        h, w = x.shape[-2:]
+        x = self.inc(pad_to_multiple(x, self.multiple))
+        skips = [x]
+        for down in self.downs:
+            x = down(x)
+            skips.append(x)
+        skips.pop()
+        for up in self.ups:
+            x = up(x, skips.pop())
+        return {"out": self.classifier(x)[..., :h, :w]}
+
+
+def build_u_net(num_classes: int, *, backbone: str | None = None, pretrained: bool = False,
+                width: int = 64, depth: int = 4, batch_norm: bool = True,
+                in_channels: int = 3) -> UNet:
+    if backbone not in (None, "none"):
+        raise ValueError(f"u_net has no backbone (got backbone={backbone!r})")
+    if pretrained:
+        raise ValueError("u_net is trained from scratch, as in the paper: pass pretrained=False")
+    return UNet(num_classes, in_channels=in_channels, width=width, depth=depth, batch_norm=batch_norm)

@@ -1,0 +1,29 @@
+"""The (model, backbone, options) cases that tests/test_models.py runs.
+
+Every registered model must appear at least once; options pick the smallest
+sensible widths so that the whole table runs on a CPU in seconds. Cases marked
+`aux=True` must return an 'aux' output in training mode.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Case:
+    model: str
+    backbone: str | None = None
+    kwargs: dict = field(default_factory=dict)
+    aux: bool = False
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}-{self.backbone or 'default'}"
+
+
+CASES = [
+    Case("u_net", None, {"width": 8}),
+    Case("fcn32s", "vgg16", {"fc_channels": 32}),
+    Case("fcn16s", "vgg16", {"fc_channels": 32}),
+    Case("fcn8s", "vgg16", {"fc_channels": 32}),
+]
