@@ -23,7 +23,9 @@ REPO_ROOT = Path(__file__).resolve().parent
 # listed here lives in SEG_DATA/<registry name>.
 DATASET_FOLDERS = {
     "voc": "VOCdevkit/VOC2012",
-    "voc_aug": "VOCdevkit",
+    # voc_aug needs VOCdevkit/VOC2012 and benchmark_RELEASE side by side: by default both
+    # sit directly in SEG_DATA, so voc and voc_aug share one copy of VOC.
+    "voc_aug": ".",
     "cityscapes": "cityscapes",
     "ade20k": "ADEChallengeData2016",
     "camvid": "camvid",

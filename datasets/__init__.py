@@ -9,11 +9,24 @@ from __future__ import annotations
 import os
 from typing import Callable
 
+from .ade20k import ADE20K
 from .base import DatasetError, SegmentationDataset
+from .camvid import CamVid
+from .cityscapes import Cityscapes
+from .folder import Folder
+from .isbi import ISBI2012
 from .shapes import Shapes
+from .voc import VOC, VOCAug
 
 DATASETS: dict[str, type[SegmentationDataset]] = {
     "shapes": Shapes,
+    "voc": VOC,
+    "voc_aug": VOCAug,
+    "cityscapes": Cityscapes,
+    "ade20k": ADE20K,
+    "camvid": CamVid,
+    "folder": Folder,
+    "isbi": ISBI2012,
 }
 
 

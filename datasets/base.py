@@ -64,10 +64,12 @@ def resolve_root(name: str, root: str | os.PathLike | None) -> Path:
     """The data set's folder: `root` if given, else the default under SEG_DATA; must exist."""
     path = Path(root).expanduser() if root is not None else config.dataset_root(name)
     if not path.is_dir():
-        how = "the root you passed" if root is not None else "SEG_DATA (the folder holding every data set)"
+        given = "the root passed in (--data-root / root=)" if root is not None else "the default root"
         raise DatasetError(
-            f"{name} data not found: {path} is not a folder. Download it (see "
-            f"datasets/README.md) and point {how} at it, or pass --data-root DIR."
+            f"{name} data not found: {path} ({given}) is not a folder. Download it (see "
+            f"datasets/README.md), then set the environment variable SEG_DATA to the folder holding "
+            f"every data set (this one is expected in SEG_DATA/{config.DATASET_FOLDERS.get(name, name)}) "
+            f"or pass --data-root DIR."
         )
     return path
 
@@ -96,19 +98,69 @@ def read_label_png(path: Path) -> np.ndarray:
 
 def make_mask(ids: np.ndarray, path: Path, num_classes: int, lookup: np.ndarray | None = None,
               image_size: tuple[int, int] | None = None) -> tv_tensors.Mask:
-    """Map raw ids through `lookup` (raw id -> class id or 255), then check size and range."""
+    """Map raw ids through `lookup` (raw id -> class id or 255), then check size and range.
+
+    A negative entry in `lookup` marks a raw id that the data set does not define:
+    finding one is an error that names the raw id and the file.
+    """
     if image_size is not None and tuple(ids.shape) != tuple(image_size):
         raise DatasetError(f"label {path} is {ids.shape[1]}x{ids.shape[0]} but its image is "
                            f"{image_size[1]}x{image_size[0]} (width x height)")
     if lookup is not None:
-        if ids.min() < 0 or ids.max() >= len(lookup):
-            raise DatasetError(f"label {path} holds id {int(ids.max())}, outside the known ids 0..{len(lookup) - 1}")
-        ids = lookup[ids]
+        if ids.size and (ids.min() < 0 or ids.max() >= len(lookup)):
+            value = int(ids.max()) if ids.max() >= len(lookup) else int(ids.min())
+            raise DatasetError(f"label {path} holds id {value}, outside the known ids 0..{len(lookup) - 1}")
+        mapped = lookup[ids]
+        unknown = mapped < 0
+        if unknown.any():
+            raise DatasetError(f"label {path} holds id {int(ids[unknown][0])}, which this data set does not define")
+        ids = mapped
     bad = (ids >= num_classes) & (ids != IGNORE_INDEX)
     if bad.any() or (ids < 0).any():
         value = int(ids[bad][0]) if bad.any() else int(ids.min())
         raise DatasetError(f"label {path} holds id {value}; expected 0..{num_classes - 1} or {IGNORE_INDEX} (ignored)")
-    return tv_tensors.Mask(torch.from_numpy(ids))
+    return tv_tensors.Mask(torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64)))
+
+
+def check_split(name: str, split: str, valid: Sequence[str]) -> None:
+    """Unknown split names fail at once, listing the valid ones."""
+    if split not in valid:
+        raise ValueError(f"unknown {name} split {split!r}; choose one of: {', '.join(valid)}")
+
+
+def descend(root: Path, marker: str, wrappers: Sequence[str]) -> Path:
+    """`root` itself if it holds `marker`, else the first wrapper folder below it that does.
+
+    Lets users pass either the data set folder or the folder its archive unpacked into
+    (for example the folder holding VOCdevkit/ instead of VOCdevkit/VOC2012).
+    """
+    if (root / marker).exists():
+        return root
+    for wrapper in wrappers:
+        if (root / wrapper / marker).exists():
+            return root / wrapper
+    return root
+
+
+def generated_palette(n: int) -> tuple[tuple[int, int, int], ...]:
+    """n distinct display colours by the PASCAL VOC bit-interleaving rule (class 0 is black)."""
+    colours = []
+    for index in range(n):
+        r = g = b = 0
+        c = index
+        for bit in range(8):
+            r |= ((c >> 0) & 1) << (7 - bit)
+            g |= ((c >> 1) & 1) << (7 - bit)
+            b |= ((c >> 2) & 1) << (7 - bit)
+            c >>= 3
+        colours.append((r, g, b))
+    return tuple(colours)
+
+
+def require_file(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise DatasetError(f"missing {what} {path}")
+    return path
 
 
 class FilePairDataset(SegmentationDataset):
@@ -135,13 +187,31 @@ class FilePairDataset(SegmentationDataset):
         """Raw label ids of one label file; override for other formats (.mat, ...)."""
         return read_label_png(path)
 
+    @property
+    def has_labels(self) -> bool:
+        """False for splits whose labels are withheld (Cityscapes test): predict only."""
+        return all(label is not None for _, label in self.samples)
+
+    def load_image(self, index: int) -> tv_tensors.Image:
+        """The image of sample `index` alone (works on unlabelled splits; used by predict.py)."""
+        return read_image(self.samples[index][0])
+
     def load(self, index: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
         image_path, label_path = self.samples[index]
-        image = read_image(image_path)
         if label_path is None:
-            raise DatasetError(f"{image_path} has no label in split {self.split!r} (only usable by predict.py)")
+            raise DatasetError(f"{image_path} has no label in split {self.split!r}: this split is only "
+                               f"usable for prediction (predict.py, or dataset.load_image(index))")
+        image = read_image(image_path)
         ids = self.read_ids(label_path)
         return image, make_mask(ids, label_path, self.num_classes, self.lookup, tuple(image.shape[-2:]))
+
+    def verify(self) -> None:
+        """Read every file once (images only on unlabelled splits), so bad files show up before training."""
+        for index, (_, label_path) in enumerate(self.samples):
+            if label_path is None:
+                self.load_image(index)
+            else:
+                self.load(index)
 
 
 def pair_by_stem(image_dir: Path, label_dir: Path, image_suffixes: Sequence[str] = (".png", ".jpg", ".jpeg"),

@@ -1,0 +1,124 @@
+"""Evaluate a checkpoint on a labelled split.
+
+    python eval.py runs/shapes-u-net/best.pth
+    python eval.py CKPT --split val --mode slide --tile 512 --stride 341 --scales 0.75 1.0 1.25 --flip \
+        --save-dir preds/ --json metrics.json
+
+The model, data set and validation settings come from the checkpoint; flags
+override them. Prints acc, acc_cls, mean_iu, fwavacc and a per-class IoU table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import datasets
+from utils.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from utils.data import eval_loader
+from utils.engine import pick_device
+from utils.evaluation import evaluate
+from utils.inference import InferenceConfig
+from utils.joint_transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms
+from utils.visualize import denormalize, overlay, save_palette_png
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="a last.pth or best.pth written by a training script")
+    parser.add_argument("--split", default=None, help="split to evaluate (default: the checkpoint's val split)")
+    parser.add_argument("--data-root", default=None, help="data set folder (default: the checkpoint's)")
+    parser.add_argument("--mode", choices=("whole", "slide"), default=None,
+                        help="whole-image or sliding-window inference (default: the checkpoint's)")
+    parser.add_argument("--tile", type=int, default=None, help="sliding-window tile size")
+    parser.add_argument("--stride", type=int, default=None, help="sliding-window stride")
+    parser.add_argument("--base-size", type=int, default=None,
+                        help="resize the shorter side to this first (0: off; default: the checkpoint's)")
+    parser.add_argument("--scales", type=float, nargs="+", default=[1.0], help="test-time scales")
+    parser.add_argument("--flip", action="store_true", help="also average horizontally flipped predictions")
+    parser.add_argument("--batch-size", type=int, default=None, help="images per batch (default: the checkpoint's)")
+    parser.add_argument("--tile-batch", type=int, default=4, help="sliding-window tiles per forward pass")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--save-dir", default=None, help="write palette PNG predictions and overlays here")
+    parser.add_argument("--json", default=None, help="write the metrics to this JSON file")
+    args = parser.parse_args(argv)
+    for name in ("tile", "stride", "batch_size", "tile_batch"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if any(s <= 0 for s in args.scales):
+        parser.error(f"--scales must be positive, got {args.scales}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda was asked for, but no CUDA device is available")
+    return args
+
+
+def format_table(metrics: dict, classes: list[str]) -> str:
+    lines = [f"{'class':<24}{'IoU':>8}"]
+    for name, iou in zip(classes, metrics["iou"]):
+        lines.append(f"{name:<24}{'n/a' if iou != iou else f'{iou:.4f}':>8}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    try:
+        state = load_checkpoint(args.checkpoint)
+    except CheckpointError as err:
+        raise SystemExit(str(err)) from None
+    cfg = state["config"]
+    split = args.split or cfg["val_split"]
+    base_size = cfg["val_base_size"] if args.base_size is None else args.base_size
+    inference = InferenceConfig(mode=args.mode or cfg["val_mode"], tile=args.tile or cfg["val_tile"],
+                                stride=args.stride or cfg["val_stride"], batch_size=args.tile_batch,
+                                scales=tuple(args.scales), flip=args.flip)
+    try:
+        inference.validate()
+    except ValueError as err:
+        raise SystemExit(f"eval.py: {err}") from None
+    device = pick_device(args.device)
+    dataset = datasets.build_dataset(state["dataset"], split, args.data_root or cfg["data_root"],
+                                     eval_transforms(base_size or None), **state["dataset_kwargs"])
+    loader = eval_loader(dataset, args.batch_size or cfg["val_batch_size"], args.workers, device.type == "cuda")
+    model = model_from_checkpoint(state).to(device)
+
+    on_batch = None
+    if args.save_dir:
+        save_dir = Path(args.save_dir)
+        save_dir.mkdir(parents=True, exist_ok=True)
+        names = [dataset.sample_name(i) for i in range(len(dataset))]
+        palette = state["palette"]
+        seen = [0]
+
+        def on_batch(index, images, targets, predictions):
+            for image, prediction in zip(images, predictions):
+                name = names[seen[0]]
+                seen[0] += 1
+                pred = prediction.cpu().numpy().astype(np.uint8)
+                save_palette_png(pred, palette, save_dir / f"{name}.png")
+                rgb = denormalize(image, IMAGENET_MEAN, IMAGENET_STD).permute(1, 2, 0).cpu().numpy()
+                from PIL import Image
+                Image.fromarray(overlay(rgb, pred, palette)).save(save_dir / f"{name}_overlay.png")
+
+    metrics = evaluate(model, loader, state["num_classes"], device, inference, dataset.ignore_index,
+                       on_batch=on_batch, progress=sys.stderr.isatty())
+    print(f"{state['model']} on {state['dataset']} {split} ({len(dataset)} images, {inference.mode}, "
+          f"scales {list(inference.scales)}{', flip' if inference.flip else ''})")
+    for key in ("acc", "acc_cls", "mean_iu", "fwavacc"):
+        print(f"{key:<8} {metrics[key]:.4f}")
+    print(format_table(metrics, state["classes"]))
+    if args.json:
+        record = {"checkpoint": str(args.checkpoint), "split": split, "mode": inference.mode,
+                  "scales": list(inference.scales), "flip": inference.flip, **metrics,
+                  "iou_per_class": dict(zip(state["classes"], metrics["iou"]))}
+        Path(args.json).write_text(json.dumps(record, indent=2))
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

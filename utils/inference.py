@@ -1,0 +1,60 @@
+"""From a model and normalised images to logits: whole image or sliding window,
+optionally multi-scale and flipped (test-time augmentation)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .sliding_window import sliding_window
+
+
+@dataclass
+class InferenceConfig:
+    mode: str = "whole"                 # 'whole' or 'slide'
+    tile: int = 512                      # sliding-window tile size
+    stride: int = 341                    # sliding-window stride (2/3 of the tile)
+    batch_size: int = 4                  # tiles per forward pass
+    scales: Sequence[float] = (1.0,)     # test-time scales
+    flip: bool = False                   # also average the horizontally flipped prediction
+
+    def validate(self) -> None:
+        if self.mode not in ("whole", "slide"):
+            raise ValueError(f"mode must be 'whole' or 'slide', got {self.mode!r}")
+        if self.mode == "slide" and not 0 < self.stride <= self.tile:
+            raise ValueError(f"need 0 < stride <= tile, got stride={self.stride}, tile={self.tile}")
+        if not self.scales or any(s <= 0 for s in self.scales):
+            raise ValueError(f"scales must be positive numbers, got {list(self.scales)}")
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: torch.Tensor, num_classes: int,
+                   cfg: InferenceConfig | None = None) -> torch.Tensor:
+    """Average logits [N, C, H, W] over the configured scales and flips, at the input's resolution."""
+    cfg = cfg or InferenceConfig()
+
+    def forward(batch: torch.Tensor) -> torch.Tensor:
+        return model(batch)["out"]
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        if cfg.mode == "slide":
+            return sliding_window(forward, batch, num_classes, cfg.tile, cfg.stride, cfg.batch_size)
+        return forward(batch).float()
+
+    height, width = images.shape[-2:]
+    total = None
+    for scale in cfg.scales:
+        scaled = images if scale == 1 else F.interpolate(
+            images, scale_factor=scale, mode="bilinear", align_corners=False)
+        views = [scaled, scaled.flip(-1)] if cfg.flip else [scaled]
+        for k, view in enumerate(views):
+            logits = run(view)
+            if k == 1:
+                logits = logits.flip(-1)
+            if logits.shape[-2:] != (height, width):
+                logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+            total = logits if total is None else total + logits
+    return total / (len(cfg.scales) * (2 if cfg.flip else 1))
