@@ -13,13 +13,21 @@ from typing import Callable
 
 from torch import nn
 
-from . import fcn, u_net
+from . import deeplab, duc, fcn, gcn, psp_net, refine_net, seg_net, u_net
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "fcn32s": fcn.fcn32s,
     "fcn16s": fcn.fcn16s,
     "fcn8s": fcn.fcn8s,
     "u_net": u_net.build_u_net,
+    "seg_net": seg_net.seg_net,
+    "psp_net": psp_net.psp_net,
+    "gcn": gcn.gcn,
+    "duc": duc.duc,
+    "duc_hdc": duc.duc_hdc,
+    "deeplab_v3": deeplab.deeplab_v3,
+    "deeplab_v3_plus": deeplab.deeplab_v3_plus,
+    "refine_net": refine_net.refine_net,
 }
 
 

@@ -8,6 +8,13 @@ zero so that training starts from the coarser net's function (as in the
 paper). The final upsampling is fixed bilinear, as in the paper. Inputs are
 mirror-padded to a multiple of 32 and the logits cropped back, so every size
 works and the skip maps align exactly (the paper padded by 100 and cropped).
+
+Backbones: VGG16 (the paper's; fc6/fc7 kept as convolutions, `fc_channels`
+shrinks them for tests), any ResNet or DenseNet of `models.backbones`. On
+ResNet and DenseNet we follow the paper's recipe for other classifiers (it
+also converted AlexNet and GoogLeNet): drop the global pooling and the final
+classifier and score the stride-32 features with a 1x1 convolution; their
+last stage already plays the role of fc7, so nothing is added.
 """
 from __future__ import annotations
 
@@ -62,6 +69,8 @@ class FCN(nn.Module):
 def _build(skips: int, num_classes: int, backbone: str, pretrained: bool, **backbone_kwargs) -> FCN:
     if backbone.startswith("vgg"):
         backbone_kwargs.setdefault("with_fc", True)
+    elif "fc_channels" in backbone_kwargs:
+        raise ValueError(f"fc_channels applies to VGG backbones only (got backbone={backbone!r})")
     return FCN(build_backbone(backbone, pretrained, **backbone_kwargs), num_classes, skips)
 
 

@@ -1,0 +1,162 @@
+import re
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from models import backbones
+from models.backbones import build_backbone, list_backbones, weight_path, weight_url
+
+# torchvision's documented ImageNet parameter counts (the `num_params` of each
+# IMAGENET1K_V1 weight entry, shown in torchvision's model documentation).
+TORCHVISION_PARAMS = {
+    "vgg16": 138_357_544, "vgg16_bn": 138_365_992, "vgg19": 143_667_240, "vgg19_bn": 143_678_248,
+    "resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032,
+    "resnet101": 44_549_160, "resnet152": 60_192_808,
+    "densenet121": 7_978_856, "densenet161": 28_681_000, "densenet169": 14_149_480,
+    "densenet201": 20_013_928,
+}
+VGG_CLASSIFIER = (25088 * 4096 + 4096) + (4096 * 4096 + 4096) + (4096 * 1000 + 1000)
+
+
+def _classifier_params(arch: str, backbone) -> int:
+    """Parameters of the ImageNet classifier that a backbone drops."""
+    if arch.startswith("vgg"):
+        return VGG_CLASSIFIER
+    return (backbone.channels[-1] + 1) * 1000  # the final Linear of ResNet / DenseNet
+
+
+def _torchvision_state_dict(arch: str) -> dict[str, torch.Tensor]:
+    """A state dict in torchvision's format: its keys, shapes and dtypes, random values.
+
+    VGG's classifier (124M values, dropped by the backbone) is stored as a
+    broadcast row so that the file stays small; every other tensor is random.
+    """
+    if arch.startswith("vgg"):
+        with torch.device("meta"):
+            shapes = torchvision.models.get_model(arch, weights=None).state_dict()
+        state = {}
+        for key, value in shapes.items():
+            if key.startswith("classifier.") and key.endswith("weight"):
+                state[key] = torch.randn(1, value.shape[1]).expand(value.shape)
+            elif value.is_floating_point():
+                state[key] = torch.randn(value.shape)
+            else:  # BatchNorm's num_batches_tracked
+                state[key] = torch.zeros(value.shape, dtype=value.dtype)
+        return state
+    return torchvision.models.get_model(arch, weights=None).state_dict()
+
+
+def _to_legacy_densenet_keys(state: dict) -> dict:
+    # torchvision's published DenseNet files name 'denselayer1.norm1.weight'
+    # as 'denselayer1.norm.1.weight'.
+    return {re.sub(r"(denselayer\d+\.(?:norm|relu|conv))([12])\.", r"\1.\2.", k): v for k, v in state.items()}
+
+
+@pytest.mark.parametrize("arch", list_backbones())
+def test_torchvision_state_dict_loads_strictly_from_the_weights_folder(arch, tmp_path, monkeypatch):
+    state = _torchvision_state_dict(arch)
+    if arch.startswith("densenet"):
+        # torchvision's DenseNet files predate num_batches_tracked and use legacy names.
+        state = _to_legacy_densenet_keys({k: v for k, v in state.items() if "num_batches" not in k})
+        assert any(".norm.1." in k for k in state)
+    monkeypatch.setenv("SEG_WEIGHTS", str(tmp_path))
+    path = weight_path(arch)
+    assert path.parent == tmp_path and path.name == weight_url(arch).rsplit("/", 1)[-1]
+    torch.save(state, path)
+
+    backbone = build_backbone(arch, pretrained=True)
+
+    loaded = dict(backbone.named_parameters())
+    first_conv = next(name for name in loaded if name.endswith("weight") and loaded[name].dim() == 4)
+    expected = next(v for k, v in state.items() if v.dim() == 4)  # the stem conv, first in both
+    assert torch.equal(loaded[first_conv], expected)
+    assert sum(p.numel() for p in backbone.parameters()) + _classifier_params(arch, backbone) == TORCHVISION_PARAMS[arch]
+
+
+def test_vgg_fc6_fc7_come_from_the_pretrained_classifier(tmp_path):
+    state = _torchvision_state_dict("vgg16")
+    path = tmp_path / "my_vgg16.pth"
+    torch.save(state, path)
+    backbone = build_backbone("vgg16", pretrained=True, with_fc=True, weights_file=path)
+    fc6, fc7 = backbone.stages[-1][0], backbone.stages[-1][3]
+    # torch.equal, not assert_close: the copy is exact and 100M values compare in a blink.
+    assert torch.equal(fc6.weight, state["classifier.0.weight"].reshape(4096, 512, 7, 7))
+    assert torch.equal(fc7.weight.flatten(1), state["classifier.3.weight"])
+    assert torch.equal(fc7.bias, state["classifier.3.bias"])
+
+
+def test_a_file_that_does_not_match_is_an_error_naming_it(tmp_path):
+    path = tmp_path / "wrong.pth"
+    torch.save(torchvision.models.get_model("resnet18", weights=None).state_dict(), path)
+    with pytest.raises(RuntimeError, match="wrong.pth"):
+        build_backbone("resnet34", pretrained=True, weights_file=path)
+
+
+@pytest.mark.parametrize("arch", ["vgg16", "resnet50", "densenet121"])
+def test_missing_weights_name_the_path_and_the_url(arch, tmp_path, monkeypatch):
+    monkeypatch.setenv("SEG_WEIGHTS", str(tmp_path))
+    with pytest.raises(FileNotFoundError) as err:
+        build_backbone(arch, pretrained=True)
+    assert str(tmp_path / weight_url(arch).rsplit("/", 1)[-1]) in str(err.value)
+    assert weight_url(arch) in str(err.value)
+
+
+STRIDE_CASES = [pytest.param(arch, os_, id=f"{arch}-os{os_}") for arch in list_backbones()
+                for os_ in ((32, 16, 8) if arch.startswith("resnet") else (32,))]
+
+
+@pytest.mark.parametrize("arch, output_stride", STRIDE_CASES)
+def test_declared_strides_and_channels_match_the_features(arch, output_stride):
+    kwargs = {"output_stride": output_stride} if arch.startswith("resnet") else {}
+    backbone = build_backbone(arch, **kwargs).eval()
+    with torch.no_grad():
+        features = backbone(torch.randn(1, 3, 64, 96))
+    assert len(features) == len(backbone.channels) == len(backbone.strides)
+    assert backbone.strides[-1] == output_stride
+    for f, c, s in zip(features, backbone.channels, backbone.strides):
+        assert f.shape[1:] == (c, 64 // s, 96 // s)
+
+
+@pytest.mark.parametrize("output_stride", [16, 8])
+def test_resnet_dilation_matches_torchvision(output_stride):
+    ours = build_backbone("resnet50", output_stride=output_stride)
+    replace = [False, output_stride == 8, True]
+    reference = torchvision.models.resnet50(replace_stride_with_dilation=replace)
+    theirs = nn.ModuleList([nn.Sequential(reference.conv1, reference.bn1, reference.relu,
+                                          reference.maxpool, reference.layer1),
+                            reference.layer2, reference.layer3, reference.layer4])
+    convs = [(n, m) for n, m in ours.stages.named_modules() if isinstance(m, nn.Conv2d)]
+    ref_convs = dict((n, m) for n, m in theirs.named_modules() if isinstance(m, nn.Conv2d))
+    assert len(convs) == len(ref_convs)
+    for name, conv in convs:
+        ref = ref_convs[name]
+        assert (conv.stride, conv.dilation, conv.padding) == (ref.stride, ref.dilation, ref.padding), name
+
+
+def test_block_dilations_set_each_block_cyclically():
+    backbone = build_backbone("resnet50", output_stride=8,
+                              block_dilations={"layer3": (1, 2, 5, 9), "layer4": (5, 9, 17)})
+    rates = [[m.dilation[0] for m in stage.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
+             for stage in backbone.stages[2:]]
+    assert rates == [[1, 2, 5, 9, 1, 2], [5, 9, 17]]
+    assert backbone.strides == [4, 8, 8, 8]
+
+
+def test_block_dilations_need_a_dilated_stage():
+    with pytest.raises(ValueError, match="layer3"):
+        build_backbone("resnet18", output_stride=16, block_dilations={"layer3": (1, 2)})
+
+
+def test_unknown_backbone_lists_the_valid_names():
+    with pytest.raises(ValueError, match="densenet121"):
+        build_backbone("resnet99")
+
+
+def test_densenet_legacy_key_fix_leaves_other_keys_alone():
+    keys = {"features.denseblock1.denselayer1.norm.1.weight": 0,
+            "features.denseblock1.denselayer1.norm.1.num_batches_tracked": 0, "features.norm5.weight": 1}
+    fixed = backbones._fix_legacy_keys("densenet121", keys)
+    assert set(fixed) == {"features.denseblock1.denselayer1.norm1.weight",
+                          "features.denseblock1.denselayer1.norm1.num_batches_tracked", "features.norm5.weight"}
