@@ -1,0 +1,45 @@
+"""FCN-8s on a DenseNet-121 backbone, CamVid, 11 classes.
+
+Architecture: Long, Shelhamer and Darrell, "Fully Convolutional Networks for
+Semantic Segmentation", CVPR 2015 (arXiv:1411.4038), on torchvision's
+DenseNet-121 (Huang et al., CVPR 2017) with ImageNet weights, cut after each
+dense block at strides 4, 8, 16, 32 (see models/backbones.py); no
+auxiliary loss. This is not the FC-DenseNet ("Tiramisu", Jegou et al. 2017),
+which builds its own dense decoder and trains from scratch.
+
+No paper trains this pair, so the hyperparameters are ours, in the spirit of
+the dilated-ResNet recipes on a small data set: SGD, momentum 0.9, weight
+decay 1e-4, learning rate 0.01 with poly (0.9), batch 8, random scale 0.5-2,
+flip, crops of 352 x 352, 10000 iterations (about 220 epochs of the 367
+training images). Validation whole-image (360 x 480) on val.
+Reported: n/a.
+"""
+import sys; sys.path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), "..", ".."))  # noqa: E702,E401
+
+from utils.engine import TrainConfig, run
+
+cfg = TrainConfig(
+    model="fcn8s",
+    backbone="densenet121",
+    pretrained=True,
+    dataset="camvid",
+    train_split="train",
+    val_split="val",
+    iters=10000,
+    batch_size=8,
+    optimizer="sgd",
+    lr=0.01,
+    momentum=0.9,
+    weight_decay=1e-4,
+    poly_power=0.9,
+    crop_size=352,
+    scale_min=0.5,
+    scale_max=2.0,
+    hflip=True,
+    val_every=1000,
+    val_mode="whole",
+    val_batch_size=4,
+)
+
+if __name__ == "__main__":
+    run(cfg)

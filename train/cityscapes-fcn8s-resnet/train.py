@@ -1,0 +1,49 @@
+"""FCN-8s on a ResNet-101 backbone, Cityscapes (fine annotations).
+
+Architecture: Long, Shelhamer and Darrell, "Fully Convolutional Networks for
+Semantic Segmentation", CVPR 2015 (arXiv:1411.4038): scores of the stride-32,
+16 and 8 features fused by learned 2x upsamplings. The FCN paper converted
+several classifiers (AlexNet, VGG, GoogLeNet); here the classifier is an
+undilated ResNet-101 from ImageNet weights, whose last stage plays fc7's
+role (see models/fcn.py).
+
+No paper trains this pair, so the hyperparameters are the common Cityscapes
+schedule of the dilated-ResNet papers (PSPNet, DeepLab v3), trained in one go
+rather than in FCN's stages: SGD, momentum 0.9, weight decay 1e-4, learning
+rate 0.01 with poly (0.9), batch 8, random scale 0.5-2, flip, crops of
+768 x 768, 80000 iterations. Validation on the 500 val images at full
+resolution, sliding window 768 / stride 512.
+Reported: n/a (Cordts et al., CVPR 2016, report FCN-8s on VGG16 for
+Cityscapes; not this backbone).
+"""
+import sys; sys.path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), "..", ".."))  # noqa: E702,E401
+
+from utils.engine import TrainConfig, run
+
+cfg = TrainConfig(
+    model="fcn8s",
+    backbone="resnet101",
+    pretrained=True,
+    dataset="cityscapes",
+    train_split="train",
+    val_split="val",
+    iters=80000,
+    batch_size=8,
+    optimizer="sgd",
+    lr=0.01,
+    momentum=0.9,
+    weight_decay=1e-4,
+    poly_power=0.9,
+    crop_size=768,
+    scale_min=0.5,
+    scale_max=2.0,
+    hflip=True,
+    val_every=10000,
+    val_mode="slide",
+    val_tile=768,
+    val_stride=512,
+    val_batch_size=1,
+)
+
+if __name__ == "__main__":
+    run(cfg)

@@ -1,0 +1,58 @@
+"""FCN-16s (VGG16) on PASCAL VOC 2012 + SBD: the second stage of the FCN recipe.
+
+Source: Long, Shelhamer and Darrell, "Fully Convolutional Networks for Semantic
+Segmentation", CVPR 2015 (arXiv:1411.4038), Sec. 4.2 ("Combining what and
+where") and Table 2.
+
+Staged recipe (the paper's): FCN-16s starts from the trained FCN-32s, whose
+every tensor (VGG16, fc6/fc7, score layer) it shares; only the stride-16 skip
+score (zero-initialised, so training starts from FCN-32s's predictions) and
+the 2x upsampling (initialised to bilinear) are new. Then FCN-8s starts from
+FCN-16s the same way:
+
+    python train/voc-fcn32s-vgg/train.py
+    python train/voc-fcn16s-vgg/train.py --init-from runs/voc-fcn32s-vgg/best.pth
+    python train/voc-fcn8s-vgg/train.py --init-from runs/voc-fcn16s-vgg/best.pth
+
+(`--init-from` copies every tensor whose name and shape match and prints how
+many it copied; `runs/` is SEG_RUNS.)
+
+Paper setting, and how it is set here: as FCN-32s (SGD, momentum 0.9, weight
+decay 5e-4, minibatches of 20 whole images, no augmentation, constant
+learning rate), with the learning rate decreased by a factor of 100 (Sec.
+4.2): 1e-6. That rate assumes --init-from; to train FCN-16s in one go from
+ImageNet weights instead, pass --lr 1e-4. Data: `voc_aug` train_aug / VOC
+2012 val (the paper: SBD train / a VOC 2011 val subset). Iterations: the
+paper reports about one day of training per stage, not iterations; 8000
+iterations of 20 images is our choice.
+Reported: 62.4 mean IU on the VOC 2011 val subset (Table 2).
+"""
+import sys; sys.path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), "..", ".."))  # noqa: E702,E401
+
+from utils.engine import TrainConfig, run
+
+cfg = TrainConfig(
+    model="fcn16s",
+    backbone="vgg16",
+    pretrained=True,
+    dataset="voc_aug",
+    train_split="train_aug",
+    val_split="val",
+    iters=8000,
+    batch_size=20,
+    optimizer="sgd",
+    lr=1e-6,
+    momentum=0.9,
+    weight_decay=5e-4,
+    poly_power=0.0,
+    crop_size=512,
+    scale_min=1.0,
+    scale_max=1.0,
+    hflip=False,
+    val_every=1000,
+    val_mode="whole",
+    val_batch_size=1,
+)
+
+if __name__ == "__main__":
+    run(cfg)

@@ -1,0 +1,56 @@
+"""FCN-32s (VGG16) on PASCAL VOC 2012 + SBD: the first stage of the FCN recipe.
+
+Source: Long, Shelhamer and Darrell, "Fully Convolutional Networks for Semantic
+Segmentation", CVPR 2015 (arXiv:1411.4038), Sec. 4.1-4.3 and Table 2.
+
+Paper setting, and how it is set here:
+- Backbone: VGG16 from ImageNet weights, fc6/fc7 kept as convolutions (4096
+  channels), output stride 32; the score layer starts at zero.
+- Optimiser: SGD, momentum 0.9, weight decay 5e-4, fixed learning rate 1e-4
+  for FCN-VGG16 (constant: poly_power 0), minibatches of 20 images.
+- Whole images, no augmentation (the paper found mirroring and jittering
+  gave no noticeable gain): crop 512 with no scaling and no flip pads every
+  VOC image (at most 500 x 500) with the ignore index, so the whole image is
+  seen.
+- Data: the paper trained on SBD train (8498 images) and validated on a
+  736-image subset of VOC 2011 val; here `voc_aug` train_aug (10582 images:
+  SBD train + val + VOC 2012 train, minus VOC 2012 val) and VOC 2012 val
+  (1449), the split every later paper uses.
+- Iterations: the paper reports wall-clock time (three days on one GPU for
+  FCN-32s), not iterations; 20000 iterations of 20 images (about 38 epochs
+  of train_aug) is our choice.
+
+Deviations: the engine gives biases the same learning rate as weights (the
+paper doubled it) and averages the loss over pixels.
+Reported: 59.4 mean IU on the VOC 2011 val subset (Table 2).
+Next stage: train/voc-fcn16s-vgg/train.py --init-from <this run>/best.pth.
+"""
+import sys; sys.path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), "..", ".."))  # noqa: E702,E401
+
+from utils.engine import TrainConfig, run
+
+cfg = TrainConfig(
+    model="fcn32s",
+    backbone="vgg16",
+    pretrained=True,
+    dataset="voc_aug",
+    train_split="train_aug",
+    val_split="val",
+    iters=20000,
+    batch_size=20,
+    optimizer="sgd",
+    lr=1e-4,
+    momentum=0.9,
+    weight_decay=5e-4,
+    poly_power=0.0,
+    crop_size=512,
+    scale_min=1.0,
+    scale_max=1.0,
+    hflip=False,
+    val_every=2000,
+    val_mode="whole",
+    val_batch_size=1,
+)
+
+if __name__ == "__main__":
+    run(cfg)
