@@ -6,6 +6,18 @@
 
 The model, data set and validation settings come from the checkpoint; flags
 override them. Prints acc, acc_cls, mean_iu, fwavacc and a per-class IoU table.
+Metrics are always computed against the original-resolution labels: with
+--base-size the images are resized for the model and its logits resized back.
+
+Runs on the GPU when there is one (--device). Images are batched (--batch-size;
+1 for data sets whose images differ in size). Memory: whole-image inference
+holds one batch at each scale (a 1024 x 2048 Cityscapes image at scale 1.75 is
+a 1792 x 3584 input), so for large images use --mode slide, where at most
+--tile-batch tiles of --tile x --tile pixels go through the model at once at
+any scale, and only the logits of the image itself are kept.
+
+Splits without labels (Cityscapes test) cannot be evaluated: segment them with
+predict.py and submit the predictions to the benchmark's server.
 """
 from __future__ import annotations
 
@@ -16,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 import datasets
 from utils.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
@@ -37,16 +50,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--tile", type=int, default=None, help="sliding-window tile size")
     parser.add_argument("--stride", type=int, default=None, help="sliding-window stride")
     parser.add_argument("--base-size", type=int, default=None,
-                        help="resize the shorter side to this first (0: off; default: the checkpoint's)")
+                        help="resize the images' shorter side to this for the model (0: off; default: the "
+                             "checkpoint's val_base_size); metrics stay at the labels' original resolution")
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0], help="test-time scales")
     parser.add_argument("--flip", action="store_true", help="also average horizontally flipped predictions")
+    parser.add_argument("--mirror-margin", type=int, default=None,
+                        help="reflect-pad each image by this many pixels before inference, crop the result back "
+                             "(the U-Net paper's overlap-tile; default: the checkpoint's val_mirror_margin)")
     parser.add_argument("--batch-size", type=int, default=None, help="images per batch (default: the checkpoint's)")
-    parser.add_argument("--tile-batch", type=int, default=4, help="sliding-window tiles per forward pass")
+    parser.add_argument("--tile-batch", type=int, default=4,
+                        help="sliding-window tiles per forward pass (bounds memory in --mode slide)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--save-dir", default=None, help="write palette PNG predictions and overlays here")
     parser.add_argument("--json", default=None, help="write the metrics to this JSON file")
     args = parser.parse_args(argv)
+    if args.base_size is not None and args.base_size < 0:
+        parser.error(f"--base-size must be >= 0, got {args.base_size}")
     for name in ("tile", "stride", "batch_size", "tile_batch"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -76,7 +96,9 @@ def main(argv=None) -> dict:
     base_size = cfg["val_base_size"] if args.base_size is None else args.base_size
     inference = InferenceConfig(mode=args.mode or cfg["val_mode"], tile=args.tile or cfg["val_tile"],
                                 stride=args.stride or cfg["val_stride"], batch_size=args.tile_batch,
-                                scales=tuple(args.scales), flip=args.flip)
+                                scales=tuple(args.scales), flip=args.flip,
+                                mirror_margin=cfg.get("val_mirror_margin", 0) if args.mirror_margin is None
+                                else args.mirror_margin)
     try:
         inference.validate()
     except ValueError as err:
@@ -84,6 +106,13 @@ def main(argv=None) -> dict:
     device = pick_device(args.device)
     dataset = datasets.build_dataset(state["dataset"], split, args.data_root or cfg["data_root"],
                                      eval_transforms(base_size or None), **state["dataset_kwargs"])
+    if not getattr(dataset, "has_labels", True):
+        # Cityscapes keeps images in one subfolder per city: name the split's folder.
+        folder = Path(dataset.samples[0][0]).parent.parent if len(dataset) else "IMAGE_FOLDER"
+        raise SystemExit(f"eval.py: the {state['dataset']} {split!r} split has no labels (they are withheld by "
+                         f"the benchmark), so there is nothing to score. Segment it with predict.py instead, "
+                         f"e.g. `python predict.py {args.checkpoint} {folder} --out predictions/` "
+                         f"(folders are searched recursively), and submit the result to the benchmark's server.")
     loader = eval_loader(dataset, args.batch_size or cfg["val_batch_size"], args.workers, device.type == "cuda")
     model = model_from_checkpoint(state).to(device)
 
@@ -102,7 +131,6 @@ def main(argv=None) -> dict:
                 pred = prediction.cpu().numpy().astype(np.uint8)
                 save_palette_png(pred, palette, save_dir / f"{name}.png")
                 rgb = denormalize(image, IMAGENET_MEAN, IMAGENET_STD).permute(1, 2, 0).cpu().numpy()
-                from PIL import Image
                 Image.fromarray(overlay(rgb, pred, palette)).save(save_dir / f"{name}_overlay.png")
 
     metrics = evaluate(model, loader, state["num_classes"], device, inference, dataset.ignore_index,

@@ -49,7 +49,7 @@ class Shapes(SegmentationDataset):
 def render_sample(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
     """One (uint8 H x W x 3 image, int64 H x W mask) pair."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
-    image = _background(rng, size, yy, xx)
+    image, background_colours = _background(rng, size, yy, xx)
     mask = np.zeros((size, size), dtype=np.int64)
     occupied = np.zeros((size, size), dtype=bool)
     for _ in range(rng.integers(1, 4)):
@@ -64,14 +64,26 @@ def render_sample(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.n
             continue
         occupied |= _grow(inside)
         mask[inside] = label
-        colour = rng.uniform(0, 255, size=3)
-        shading = rng.normal(0, 12, size=(size, size, 1))
+        colour = _contrasting_colour(rng, background_colours)
+        shading = rng.normal(0, 6, size=(size, size, 1))
         image[inside] = np.clip(colour + shading[inside], 0, 255)
     return image.astype(np.uint8), mask
 
 
-def _background(rng: np.random.Generator, size: int, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
-    """Random smooth stripes and blobs in two random colours, plus pixel noise."""
+def _contrasting_colour(rng: np.random.Generator, avoid: np.ndarray, min_distance: float = 90.0) -> np.ndarray:
+    """A random colour at least `min_distance` (RGB, Euclidean) from each colour in `avoid`,
+    so that every shape is visible; its hue still says nothing about its class."""
+    for _ in range(50):
+        colour = rng.uniform(0, 255, size=3)
+        if np.linalg.norm(avoid - colour, axis=1).min() >= min_distance:
+            return colour
+    return 255 - avoid.mean(0)
+
+
+def _background(rng: np.random.Generator, size: int, yy: np.ndarray,
+                xx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Random smooth stripes and blobs in two random colours, plus pixel noise;
+    returns the image and its two colours."""
     texture = np.zeros((size, size), dtype=np.float32)
     for _ in range(3):
         freq = rng.uniform(0.05, 0.4)
@@ -79,8 +91,8 @@ def _background(rng: np.random.Generator, size: int, yy: np.ndarray, xx: np.ndar
         texture += np.sin(freq * (np.cos(angle) * xx + np.sin(angle) * yy) + rng.uniform(0, 2 * np.pi))
     t = (texture / 6 + 0.5)[..., None]
     a, b = rng.uniform(0, 255, size=(2, 3))
-    noise = rng.normal(0, 20, size=(size, size, 3))
-    return np.clip(a * t + b * (1 - t) + noise, 0, 255).astype(np.float32)
+    noise = rng.normal(0, 12, size=(size, size, 3))
+    return np.clip(a * t + b * (1 - t) + noise, 0, 255).astype(np.float32), np.stack([a, b])
 
 
 def _shape_mask(label: int, dy: np.ndarray, dx: np.ndarray, radius: float, angle: float) -> np.ndarray:

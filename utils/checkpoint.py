@@ -8,6 +8,7 @@ iteration, best score, RNG states, config).
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from pathlib import Path
 
@@ -28,16 +29,20 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
     never a half-written file under `path`.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             torch.save({"format": FORMAT, **state}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as err:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError):  # a full disk, a vanished folder, lost permissions
+            kept = "the previous file is unchanged" if path.exists() else "nothing was written"
+            raise CheckpointError(f"cannot write checkpoint {path} ({kept}): {err}") from err
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
@@ -53,8 +58,18 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        # weights_only=True refuses anything but tensors and plain containers: a pickled
+        # object or function could run code while loading. Never retry without it.
+        reason = next((line.strip() for line in str(err).splitlines() if "Unsupported global" in line),
+                      str(err).splitlines()[0] if str(err) else type(err).__name__)
+        raise CheckpointError(f"refusing to load {path}: it holds Python objects other than tensors and "
+                              f"plain containers, which could run code on load (weights_only=True: "
+                              f"{reason})") from None
     except Exception as err:
-        raise CheckpointError(f"cannot load checkpoint {path} safely (weights_only=True): {err}") from None
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is truncated, corrupt or not a "
+                              f"PyTorch file ({type(err).__name__}: {first})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{path} is not a checkpoint of this repository (format {found!r}, "
@@ -73,9 +88,21 @@ def model_from_checkpoint(state: dict) -> nn.Module:
     """Rebuild the model a checkpoint describes and load its weights strictly."""
     import models
 
-    model = models.build_model(state["model"], state["num_classes"], pretrained=False, **state["model_kwargs"])
+    missing = [key for key in ("model", "model_kwargs", "num_classes", "state_dict") if key not in state]
+    if missing:
+        raise CheckpointError(f"the checkpoint lacks {', '.join(missing)}: it was not written by a training "
+                              f"script of this repository")
+    if state["model"] not in models.list_models():
+        raise CheckpointError(f"the checkpoint holds model {state['model']!r}, which this repository does not "
+                              f"define; known models: {', '.join(models.list_models())}")
+    try:
+        model = models.build_model(state["model"], state["num_classes"], pretrained=False, **state["model_kwargs"])
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"cannot rebuild model {state['model']!r} with the checkpoint's options "
+                              f"{state['model_kwargs']}: {err}") from None
     try:
         model.load_state_dict(state["state_dict"], strict=True)
     except RuntimeError as err:
-        raise CheckpointError(f"checkpoint weights do not fit model {state['model']!r}: {err}") from None
+        raise CheckpointError(f"checkpoint weights do not fit model {state['model']!r} with "
+                              f"{state['num_classes']} classes and options {state['model_kwargs']}: {err}") from None
     return model

@@ -17,8 +17,12 @@ def init_distributed(device_type: str) -> None:
     if not launched_by_torchrun() or dist.is_initialized():
         return
     if device_type == "cuda":
-        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-    dist.init_process_group("nccl" if device_type == "cuda" else "gloo", timeout=timedelta(minutes=30))
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+        # device_id binds the NCCL communicator to this GPU, so barriers never guess it.
+        dist.init_process_group("nccl", timeout=timedelta(minutes=30), device_id=device)
+    else:
+        dist.init_process_group("gloo", timeout=timedelta(minutes=30))
 
 
 def rank() -> int:
@@ -35,6 +39,14 @@ def is_main() -> bool:
 
 def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", 0))
+
+
+def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
+    """Average `tensor` over all processes, in place (a no-op when running alone)."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(tensor)
+        tensor /= dist.get_world_size()
+    return tensor
 
 
 def barrier() -> None:

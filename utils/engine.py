@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch import nn
+from torch.distributed.elastic.multiprocessing.errors import record
 from tqdm import tqdm
 
 import config
@@ -28,14 +30,18 @@ import models
 
 from . import distributed as dist_utils
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, unwrap
+from .class_weights import compute_class_weights, format_weights
 from .cli import parse_config
 from .data import EpochBatches, eval_loader, train_loader
 from .evaluation import evaluate
+from .faults import (NonFiniteGuard, StopSignals, agree, check_free_space, checkpoint_bytes, finite_weights,
+                     remove_stale_temporaries)
 from .inference import InferenceConfig
 from .joint_transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms, train_transforms
 from .losses import SegmentationLoss
 from .lr_schedule import poly_lr
 from .tb_logging import TensorBoardLogger
+from .weight_map import UNetBorderWeights
 
 
 def _opt(default, help: str, choices: Sequence | None = None, factory=None):
@@ -63,7 +69,8 @@ class TrainConfig:
     val_split: str = _opt("val", "split to validate on")
     # optimisation
     iters: int = _opt(1000, "training iterations (optimiser steps)")
-    batch_size: int = _opt(8, "images per step per process")
+    batch_size: int = _opt(8, "images per step per process (the global batch is this times the number "
+                              "of processes; the LR is not rescaled)")
     optimizer: str = _opt("sgd", "optimiser", ("sgd", "adamw"))
     lr: float = _opt(0.01, "base learning rate")
     momentum: float = _opt(0.9, "SGD momentum")
@@ -71,19 +78,34 @@ class TrainConfig:
     poly_power: float = _opt(0.9, "exponent of the poly LR schedule")
     warmup_iters: int = _opt(0, "linear LR warm-up iterations")
     aux_weight: float = _opt(0.4, "weight of the auxiliary loss where the model has one")
+    class_weights: str = _opt("none", "loss weight per class, computed from the training masks (cached under "
+                                      "SEG_RUNS/class_weights; see utils/class_weights.py): median-freq "
+                                      "(Eigen & Fergus; SegNet) or inverse-log (ENet)", ("none", "median-freq", "inverse-log"))
+    pixel_weights: str = _opt("none", "per-pixel loss weight computed from each augmented training mask: "
+                                      "unet-border is the U-Net paper's class balance + border weight map "
+                                      "(utils/weight_map.py)", ("none", "unet-border"))
+    border_class: int = _opt(1, "unet-border: the class whose connected components are the cells (ISBI: 1, cell)")
+    border_w0: float = _opt(10.0, "unet-border: w0, the weight of the separation borders (paper: 10)")
+    border_sigma: float = _opt(5.0, "unet-border: sigma in pixels (paper: 5)")
     # augmentation
     crop_size: int = _opt(512, "training crop size (images smaller are padded; masks with 255)")
     scale_min: float = _opt(0.5, "smallest random scale factor")
     scale_max: float = _opt(2.0, "largest random scale factor")
     hflip: bool = _opt(True, "random horizontal flips")
     base_size: int = _opt(0, "resize the shorter side to this before scaling and cropping (0: off)")
+    elastic_std: float = _opt(0.0, "elastic deformation before cropping: std in pixels of the random "
+                                   "displacements on the coarse grid (U-Net paper: 10; 0: off)")
+    elastic_grid: int = _opt(3, "elastic deformation: the coarse grid is N x N (U-Net paper: 3)")
     # validation
     val_every: int = _opt(500, "validate and write last.pth every N iterations")
     val_mode: str = _opt("whole", "validation inference", ("whole", "slide"))
     val_tile: int = _opt(512, "sliding-window tile size")
     val_stride: int = _opt(341, "sliding-window stride")
-    val_base_size: int = _opt(0, "resize the shorter side of validation images to this (0: off)")
+    val_base_size: int = _opt(0, "resize the shorter side of validation images to this for the model; "
+                                 "metrics stay at the labels' original resolution (0: off)")
     val_batch_size: int = _opt(1, "validation images per batch")
+    val_mirror_margin: int = _opt(0, "reflect-pad validation images by this many pixels before inference and "
+                                     "crop the logits back (the U-Net paper's overlap-tile with mirrored borders)")
     val_images: int = _opt(4, "validation images shown in TensorBoard")
     # runtime
     device: str = _opt("auto", "where to train", ("auto", "cpu", "cuda"))
@@ -92,7 +114,8 @@ class TrainConfig:
     amp: bool = _opt(False, "mixed precision (bf16 where supported, else fp16 with loss scaling)")
     channels_last: bool = _opt(False, "channels_last memory format")
     compile: bool = _opt(False, "torch.compile the model")
-    sync_bn: bool = _opt(True, "SyncBatchNorm when running on several processes")
+    sync_bn: bool = _opt(True, "SyncBatchNorm when running on several CUDA processes (BatchNorm "
+                               "statistics over the global batch)")
     log_every: int = _opt(20, "log the training loss every N iterations")
     run_dir: str | None = _opt(None, "folder for checkpoints and TensorBoard events "
                                      "(default: SEG_RUNS/<script folder>)")
@@ -100,10 +123,21 @@ class TrainConfig:
     overwrite: bool = _opt(False, "start afresh in a run folder that holds checkpoints "
                                   "(the old files are moved to a replaced-<time> subfolder)")
     progress: bool = _opt(True, "show a progress bar")
+    skip_bad_samples: bool = _opt(False, "log and skip unreadable or invalid samples instead of stopping "
+                                         "(a skipped training sample is replaced by the next good one)")
+    max_nonfinite_steps: int = _opt(5, "stop after this many consecutive steps with a non-finite loss or "
+                                       "gradient (each is skipped; fp16 AMP leaves this to its loss scaler)")
 
     def validate(self) -> None:
+        for name, valid in (("model", models.list_models()), ("dataset", datasets.list_datasets())):
+            if getattr(self, name) not in valid:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose one of: {', '.join(valid)}")
+        for f in dataclasses.fields(self):
+            if "choices" in f.metadata and getattr(self, f.name) not in f.metadata["choices"]:
+                raise ValueError(f"--{f.name.replace('_', '-')} {getattr(self, f.name)!r} is not one of: "
+                                 f"{', '.join(map(str, f.metadata['choices']))}")
         positive = ("iters", "batch_size", "crop_size", "val_every", "val_tile", "val_stride",
-                    "val_batch_size", "log_every")
+                    "val_batch_size", "log_every", "max_nonfinite_steps")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -113,24 +147,45 @@ class TrainConfig:
             raise ValueError(f"need 0 < --scale-min <= --scale-max, got {self.scale_min}, {self.scale_max}")
         if self.val_stride > self.val_tile:
             raise ValueError(f"--val-stride {self.val_stride} exceeds --val-tile {self.val_tile}")
+        if self.val_mode == "slide" and self.crop_size > self.val_tile:
+            raise ValueError(f"--crop-size {self.crop_size} exceeds --val-tile {self.val_tile}: sliding-window "
+                             f"validation would show the model smaller windows than it was trained on; "
+                             f"use --val-tile >= {self.crop_size} or --val-mode whole")
         for name in ("workers", "warmup_iters", "base_size", "val_base_size", "val_images", "weight_decay",
-                     "aux_weight"):
+                     "aux_weight", "border_w0", "border_class", "elastic_std", "val_mirror_margin"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if not self.border_sigma > 0:
+            raise ValueError(f"--border-sigma must be > 0, got {self.border_sigma}")
+        if self.elastic_grid < 2:
+            raise ValueError(f"--elastic-grid must be >= 2, got {self.elastic_grid}")
         if self.resume and self.overwrite:
             raise ValueError("--resume and --overwrite contradict each other")
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("--device cuda was asked for, but no CUDA device is available")
 
     def inference(self) -> InferenceConfig:
-        return InferenceConfig(mode=self.val_mode, tile=self.val_tile, stride=self.val_stride)
+        return InferenceConfig(mode=self.val_mode, tile=self.val_tile, stride=self.val_stride,
+                               mirror_margin=self.val_mirror_margin)
 
 
 def run(cfg: TrainConfig, argv: Sequence[str] | None = None) -> dict:
     """Apply command-line overrides to `cfg`, train, and return the best validation metrics."""
     script = Path(sys.argv[0]).resolve().parent.name if argv is None else "run"
     cfg = parse_config(cfg, argv, description=sys.modules["__main__"].__doc__ if argv is None else None)
-    return Trainer(cfg, default_name=script).fit()
+
+    def train() -> dict:
+        return Trainer(cfg, default_name=script).fit()
+
+    if dist_utils.launched_by_torchrun():
+        # A rank that raises exits non-zero; torchrun then stops the other ranks (which
+        # would otherwise wait in a collective) and, thanks to @record, prints this
+        # rank's traceback in its failure summary.
+        train = record(train)
+    try:
+        return train()
+    except (CheckpointError, datasets.DatasetError) as err:
+        raise SystemExit(f"error: {err}") from None
 
 
 def pick_device(name: str) -> torch.device:
@@ -153,7 +208,9 @@ def rng_state() -> dict:
         "python": random.getstate(),
         "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].copy()), *numpy_state[2:]],
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        # This process's own GPU only: get_rng_state_all() would open a context on every
+        # GPU of the node from every rank, and could not be restored on fewer GPUs.
+        "cuda": [torch.cuda.get_rng_state()] if torch.cuda.is_available() and torch.cuda.is_initialized() else [],
     }
 
 
@@ -163,11 +220,12 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state((kind, keys.numpy(), *rest))
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state(state["cuda"][0])
 
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, default_name: str = "run") -> None:
+        cfg.validate()
         self.cfg = cfg
         self.device = pick_device(cfg.device)
         dist_utils.init_distributed(self.device.type)
@@ -180,7 +238,8 @@ class Trainer:
 
         self.train_set = datasets.build_dataset(
             cfg.dataset, cfg.train_split, cfg.data_root,
-            train_transforms(cfg.crop_size, (cfg.scale_min, cfg.scale_max), cfg.hflip, cfg.base_size or None),
+            train_transforms(cfg.crop_size, (cfg.scale_min, cfg.scale_max), cfg.hflip, cfg.base_size or None,
+                             elastic_std=cfg.elastic_std, elastic_grid=cfg.elastic_grid),
             **cfg.dataset_kwargs)
         self.val_set = datasets.build_dataset(cfg.dataset, cfg.val_split, cfg.data_root,
                                               eval_transforms(cfg.val_base_size or None), **cfg.dataset_kwargs)
@@ -189,9 +248,15 @@ class Trainer:
         pin = self.device.type == "cuda"
         self.batches = EpochBatches(len(self.train_set), cfg.batch_size, cfg.seed,
                                     dist_utils.rank(), dist_utils.world_size())
-        self.train_loader = train_loader(self.train_set, self.batches, cfg.workers, pin)
+        if cfg.pixel_weights == "unet-border" and not 0 <= cfg.border_class < self.num_classes:
+            raise SystemExit(f"--border-class {cfg.border_class} is not a class of {cfg.dataset} "
+                             f"(0..{self.num_classes - 1}: {', '.join(self.train_set.classes)})")
+        pixel_weights = UNetBorderWeights(cfg.border_class, cfg.border_w0, cfg.border_sigma,
+                                          self.train_set.ignore_index) if cfg.pixel_weights == "unet-border" else None
+        self.train_loader = train_loader(self.train_set, self.batches, cfg.workers, pin, cfg.skip_bad_samples,
+                                         pixel_weights=pixel_weights)
         self.val_loader = eval_loader(self.val_set, cfg.val_batch_size, cfg.workers, pin,
-                                      dist_utils.rank(), dist_utils.world_size())
+                                      dist_utils.rank(), dist_utils.world_size(), cfg.skip_bad_samples)
 
         self.model_kwargs = dict(cfg.model_kwargs)
         if cfg.backbone is not None:
@@ -200,7 +265,14 @@ class Trainer:
         if cfg.init_from:
             self._init_from(model, cfg.init_from)
         if dist_utils.world_size() > 1 and cfg.sync_bn:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            if self.device.type == "cuda":
+                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            elif self.main:
+                print("note: SyncBatchNorm needs CUDA; on the CPU each process normalises over its own batch")
+        if dist_utils.rank() > 0:
+            # DDP copies rank 0's weights to every rank; from here on each rank draws its
+            # own random numbers (dropout) instead of repeating rank 0's.
+            seed_everything(cfg.seed + dist_utils.rank())
         model.to(self.device)
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -210,12 +282,25 @@ class Trainer:
             self.model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         self.train_model = torch.compile(self.model) if cfg.compile else self.model
 
-        self.criterion = SegmentationLoss(self.train_set.ignore_index, cfg.aux_weight).to(self.device)
+        class_weights = compute_class_weights(cfg.class_weights, cfg.dataset, self.train_set, cfg.dataset_kwargs)
+        if class_weights is not None and self.main:
+            print(format_weights(cfg.class_weights, class_weights, self.train_set.classes))
+        self.criterion = SegmentationLoss(self.train_set.ignore_index, cfg.aux_weight, class_weights).to(self.device)
         self.optimizer = self._build_optimizer(model)
+        if self.main:
+            slots = 2 if cfg.optimizer == "adamw" else int(cfg.momentum != 0)
+            check_free_space(self.run_dir, checkpoint_bytes(model, slots))
+        self.guard = NonFiniteGuard(self.optimizer, cfg.max_nonfinite_steps, self.device)
+        self.signals = StopSignals()
+        self.saved_iteration = -1  # the iteration last.pth holds
+        self.pending_validation = False  # a signal stopped the run before its scheduled validation
         self.scheduler = poly_lr(self.optimizer, cfg.iters, cfg.poly_power, cfg.warmup_iters)
         self.autocast_dtype = self._autocast_dtype()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
         self.iteration, self.best_score, self.best_iteration, self.best_metrics = 0, -1.0, 0, {}
+        self.global_batch = cfg.batch_size * dist_utils.world_size()
+        self.resumed_position: dict | None = None  # where the data order stood in the checkpoint
+        self.epoch_samples = 0  # images of the current epoch's permutation consumed by all ranks
         if cfg.resume:
             self._resume()
         self.logger = TensorBoardLogger(self.run_dir, enabled=self.main)
@@ -246,6 +331,7 @@ class Trainer:
             probe.unlink()
         except OSError as err:
             raise SystemExit(f"cannot write to run folder {run_dir}: {err}") from None
+        remove_stale_temporaries(run_dir)
 
     def _build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         cfg = self.cfg
@@ -263,76 +349,131 @@ class Trainer:
         return torch.bfloat16
 
     def _init_from(self, model: nn.Module, path: str) -> None:
-        source = load_checkpoint(path)["state_dict"]
+        # Partial loading is the point (FCN-16s from FCN-32s, fine-tuning on another class
+        # count), so only a checkpoint that gives nothing is an error; what was left out is said.
+        state = load_checkpoint(path)
+        source = state["state_dict"]
         own = model.state_dict()
         matched = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
-        if not matched:
-            raise CheckpointError(f"--init-from {path}: no tensor matches model {self.cfg.model!r}")
+        other = (f"{state.get('model')!r} with {state.get('num_classes')} classes and options "
+                 f"{state.get('model_kwargs')}")
+        if not any(v.is_floating_point() for v in matched.values()):  # counters alone are no match
+            raise CheckpointError(f"--init-from {path}: no tensor of its model {other} matches model "
+                                  f"{self.cfg.model!r} with {self.num_classes} classes and options {self.model_kwargs}")
         model.load_state_dict(matched, strict=False)
         if self.main:
-            print(f"initialised {len(matched)}/{len(own)} tensors from {path}")
+            reshaped = [k for k, v in source.items() if k in own and own[k].shape != v.shape]
+            print(f"initialised {len(matched)}/{len(own)} tensors from {path} ({other})"
+                  + (f"; {len(reshaped)} differ in shape and start fresh, e.g. {reshaped[0]}"
+                     + (f" (the checkpoint has {state.get('num_classes')} classes, this run {self.num_classes})"
+                        if state.get("num_classes") != self.num_classes else "") if reshaped else ""))
 
     def _resume(self) -> None:
-        state = load_checkpoint(self.run_dir / "last.pth", map_location=self.device)
-        if state["model"] != self.cfg.model or state["num_classes"] != self.num_classes:
-            raise CheckpointError(f"{self.run_dir / 'last.pth'} holds {state['model']} with {state['num_classes']} "
-                                  f"classes, not {self.cfg.model} with {self.num_classes}")
-        unwrap(self.model).load_state_dict(state["state_dict"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        # On the CPU: RNG states must stay there, and load_state_dict copies the rest to the device.
+        state = load_checkpoint(self.run_dir / "last.pth", map_location="cpu")
+        path = self.run_dir / "last.pth"
+        if state.get("model") != self.cfg.model:
+            raise CheckpointError(f"--resume: {path} holds model {state.get('model')!r}, but this run trains "
+                                  f"{self.cfg.model!r}")
+        if state.get("num_classes") != self.num_classes:
+            raise CheckpointError(f"--resume: {path} has {state.get('num_classes')} classes, but data set "
+                                  f"{self.cfg.dataset!r} has {self.num_classes}")
+        try:
+            unwrap(self.model).load_state_dict(state["state_dict"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError) as err:
+            raise CheckpointError(f"--resume: {path} does not fit this run's {self.cfg.model!r} (options "
+                                  f"{self.model_kwargs}; the checkpoint's: {state.get('model_kwargs')}): "
+                                  f"{str(err).splitlines()[0]}") from None
+        self.guard.load_state(state.get("nonfinite_run", 0))
+        self.saved_iteration = state["iteration"]
+        self.pending_validation = state.get("validation_pending", False)
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.iteration = state["iteration"]
         self.best_score, self.best_iteration = state["best_score"], state["best_iteration"]
         self.best_metrics = state["best_metrics"]
-        set_rng_state(state["rng"])
+        self.resumed_position = state.get("data_position")
+        if dist_utils.is_main():
+            set_rng_state(state["rng"])  # rank 0's; the checkpoint holds no other
+        else:
+            seed_everything(self.cfg.seed + dist_utils.rank() + 1_000_003 * self.iteration)
+        saved_world = state.get("world_size", 1)
+        if self.main and (saved_world, state["config"]["batch_size"]) != (dist_utils.world_size(),
+                                                                          self.cfg.batch_size):
+            print(f"note: the checkpoint was written by {saved_world} process(es) at batch size "
+                  f"{state['config']['batch_size']} per process; continuing with {dist_utils.world_size()} x "
+                  f"{self.cfg.batch_size} (iteration, LR schedule and epoch position carry over)")
         if self.main:
             print(f"resumed from {self.run_dir / 'last.pth'} at iteration {self.iteration}")
 
     # ------------------------------------------------------------ loop
 
     def fit(self) -> dict:
+        with self.signals:  # SIGINT / SIGTERM: stop cleanly after the current step
+            return self._fit()
+
+    def _fit(self) -> dict:
         cfg = self.cfg
         model, device = self.train_model, self.device
         model.train()
-        steps_per_epoch = len(self.batches)
-        self.batches.set_position(*divmod(self.iteration, steps_per_epoch))
+        self.batches.set_position(*self._data_position())
+        self.epoch_samples = self.batches.start * self.global_batch
         if self.main:
             print(f"training {cfg.model} on {cfg.dataset} ({len(self.train_set)} train / {len(self.val_set)} "
-                  f"{cfg.val_split} images) on {device} x{dist_utils.world_size()}, run folder {self.run_dir}")
+                  f"{cfg.val_split} images) on {device} x{dist_utils.world_size()} (batch {cfg.batch_size} per "
+                  f"process, {self.global_batch} per step), run folder {self.run_dir}")
         bar = tqdm(total=cfg.iters, initial=self.iteration, disable=not (self.main and cfg.progress),
                    dynamic_ncols=True, desc="train")
         running_loss = torch.zeros((), device=device)
         since_log = 0
+        self._bar = bar
+        if self.pending_validation:
+            self.validate_and_save()
+            model.train()
         while self.iteration < cfg.iters:
-            for images, targets in self.train_loader:
+            for images, targets, *pixel_weights in self.train_loader:  # pixel weights with --pixel-weights
                 images = images.to(device, non_blocking=True)
                 targets = targets.to(device, non_blocking=True)
+                weights = pixel_weights[0].to(device, non_blocking=True) if pixel_weights else None
                 if cfg.channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-                    loss = self.criterion(model(images), targets)
+                    loss = self.criterion(model(images), targets, weights)
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
+                if self.scaler.is_enabled():  # fp16: the loss scaler skips steps with inf/NaN gradients
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                else:
+                    self.guard.step(loss, self.iteration + 1)
                 self.scheduler.step()
                 self.iteration += 1
+                self.epoch_samples += self.global_batch
                 running_loss += loss.detach()
                 since_log += 1
                 bar.update(1)
                 if self.iteration % cfg.log_every == 0 or self.iteration == cfg.iters:
+                    dist_utils.all_reduce_mean(running_loss)  # every rank logs the same figure
                     mean_loss = (running_loss / since_log).item()  # the one host sync per log interval
                     running_loss.zero_()
                     since_log = 0
                     lr = self.optimizer.param_groups[0]["lr"]
                     bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}")
                     self.logger.scalars({"train/loss": mean_loss, "train/lr": lr}, self.iteration)
-                if self.iteration % cfg.val_every == 0 or self.iteration == cfg.iters:
+                    skipped = self.guard.take_skipped()
+                    if skipped and self.main:
+                        tqdm.write(f"[{self.iteration}/{cfg.iters}] skipped {skipped} step(s) with a non-finite "
+                                   f"loss or gradient since the last log line", file=sys.stderr)
+                validating = self.iteration % cfg.val_every == 0 or self.iteration == cfg.iters
+                self._check_faults(sync=validating or self.iteration % cfg.log_every == 0)
+                if validating:
                     self.validate_and_save()
                     model.train()
                 if self.iteration >= cfg.iters:
                     break
             self.batches.set_position(self.batches.epoch + 1, 0)
+            self.epoch_samples = 0
         bar.close()
         self.logger.close()
         summary = self.best_metrics
@@ -342,6 +483,22 @@ class Trainer:
                   f"fwavacc {summary.get('fwavacc', float('nan')):.4f}) -> {self.run_dir / 'best.pth'}")
         dist_utils.cleanup()
         return summary
+
+    def _data_position(self) -> tuple[int, int]:
+        """(epoch, first batch) at which the data order continues.
+
+        A checkpoint records its epoch and how many images of that epoch's
+        permutation all ranks had consumed together (ranks take interleaved
+        shards, so these are exactly the permutation's first images). The
+        run continues in that epoch after the largest whole number of its own
+        global batches (batch size x processes) that fits: with the same world
+        size and batch size this is exact; otherwise at most one global batch
+        is seen twice and no image is skipped.
+        """
+        if self.resumed_position is None:
+            return divmod(self.iteration, len(self.batches))
+        samples = self.resumed_position["samples"]
+        return self.resumed_position["epoch"], min(samples // self.global_batch, len(self.batches))
 
     def validate_and_save(self) -> dict:
         cfg = self.cfg
@@ -365,13 +522,68 @@ class Trainer:
         improved = metrics["mean_iu"] > self.best_score
         if improved:
             self.best_score, self.best_iteration, self.best_metrics = metrics["mean_iu"], self.iteration, metrics
+        self._save(metrics, best=improved)
+        return metrics
+
+    def _save(self, metrics: dict, best: bool) -> None:
+        """Write last.pth (and best.pth), on the main process only.
+
+        best.pth goes first: a crash between the two writes then leaves last.pth at
+        the previous save, and the resumed run redoes this iteration and rewrites
+        best.pth, instead of last.pth claiming a best.pth that was never written.
+        """
+        self._stop_if_tripped(agree([self.guard.tripped_at], self.device)[0])  # never save past such a run
+        if not finite_weights(unwrap(self.model)):
+            self._stop(1, f"stopping at iteration {self.iteration}: the weights are no longer finite; "
+                          f"{self.run_dir / 'last.pth'} (iteration {self.saved_iteration}) is kept as it was")
         if self.main:
             state = self.checkpoint_state(metrics)
-            save_checkpoint(state, self.run_dir / "last.pth")
-            if improved:
+            if best:
                 save_checkpoint(state, self.run_dir / "best.pth")
+            save_checkpoint(state, self.run_dir / "last.pth")
+        self.saved_iteration = self.iteration
         dist_utils.barrier()
-        return metrics
+
+    def _check_faults(self, sync: bool) -> None:
+        """Stop on a signal (after writing last.pth) or after too many non-finite steps in a row.
+
+        Alone, the signal flag is a Python int and is read every step; the non-finite
+        counters are read every step where that is free (see NonFiniteGuard) and else
+        at sync points. Under torchrun both are agreed on by all ranks at sync points
+        only (log intervals and validations, where the loss is synchronised anyway),
+        so that every rank stops at the same iteration.
+        """
+        if dist_utils.world_size() > 1:
+            if not sync:
+                return
+            signum, tripped = agree([self.signals.received, self.guard.tripped_at], self.device)
+        else:
+            signum = self.signals.received
+            tripped = int(self.guard.tripped_at) if sync or not self.guard.deferred else -1
+        self._stop_if_tripped(tripped)
+        if signum:
+            if self.saved_iteration != self.iteration:
+                self._save({}, best=False)
+            name = signal.Signals(signum).name
+            self._stop(128 + signum, f"stopped by {name} at iteration {self.iteration}/{self.cfg.iters}; "
+                                     f"{self.run_dir / 'last.pth'} holds it: continue with --resume")
+
+    def _stop_if_tripped(self, tripped: int) -> None:
+        if tripped >= 0:
+            limit = self.cfg.max_nonfinite_steps
+            self._stop(1, f"stopping at iteration {self.iteration}: {limit} consecutive steps had a non-finite "
+                          f"loss or gradient, iterations {tripped - limit + 1}..{tripped}; they were skipped, "
+                          f"and {self.run_dir / 'last.pth'} (iteration {self.saved_iteration}) is kept as it "
+                          f"was. Lower --lr, raise --warmup-iters or check the data, then --resume")
+
+    def _stop(self, code: int, message: str) -> None:
+        if self.main:
+            tqdm.write(message, file=sys.stderr)
+        if getattr(self, "_bar", None) is not None:
+            self._bar.close()
+        self.logger.close()
+        dist_utils.cleanup()
+        raise SystemExit(code)
 
     def checkpoint_state(self, metrics: dict) -> dict:
         cfg = self.cfg
@@ -393,6 +605,10 @@ class Trainer:
             "best_iteration": self.best_iteration,
             "best_metrics": self.best_metrics,
             "world_size": dist_utils.world_size(),
+            "data_position": {"epoch": self.batches.epoch, "samples": self.epoch_samples},
+            # True when a signal stopped the run before this iteration's scheduled validation
+            "validation_pending": not metrics and (self.iteration % cfg.val_every == 0 or self.iteration == cfg.iters),
+            "nonfinite_run": self.guard.state(),
             "rng": rng_state(),
             "config": dataclasses.asdict(cfg),
         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -21,21 +22,33 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
     """Confusion-matrix metrics of `model` over `loader` (all-reduced under DDP).
 
     `on_batch(batch_index, images, targets, predictions)` sees every batch,
-    for example to save predictions or pick images for TensorBoard.
+    for example to save predictions or pick images for TensorBoard. When the
+    loader resized the images but not the masks (a validation `base_size`),
+    logits are resized back to the masks' resolution before the argmax, so
+    metrics are those of the original labels; `on_batch` then gets the images
+    resized to that resolution too.
     """
     was_training = model.training
     model.eval()
     confusion = ConfusionMatrix(num_classes, device, ignore_index)
-    for index, (images, targets) in enumerate(tqdm(loader, desc="eval", disable=not progress, leave=False)):
+    for index, batch in enumerate(tqdm(loader, desc="eval", disable=not progress, leave=False)):
+        if batch is None:  # every sample of the batch was bad and skipped (see utils.data.SkipBadSamples)
+            continue
+        images, targets = batch
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             logits = predict_logits(model, images, num_classes, inference)
+        resized = logits.shape[-2:] != targets.shape[-2:]
+        if resized:  # the images were resized (eval_transforms' base_size): score at the labels' resolution
+            logits = F.interpolate(logits.float(), size=targets.shape[-2:], mode="bilinear", align_corners=False)
         predictions = logits.argmax(1)
         confusion.update(predictions, targets)
         if on_batch is not None:
+            if resized:
+                images = F.interpolate(images.float(), size=targets.shape[-2:], mode="bilinear", align_corners=False)
             on_batch(index, images, targets, predictions)
     confusion.all_reduce()
     model.train(was_training)

@@ -1,5 +1,6 @@
 """From a model and normalised images to logits: whole image or sliding window,
-optionally multi-scale and flipped (test-time augmentation)."""
+optionally multi-scale and flipped (test-time augmentation), optionally with
+mirrored borders (the U-Net paper's overlap-tile strategy, Fig. 2)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ class InferenceConfig:
     batch_size: int = 4                  # tiles per forward pass
     scales: Sequence[float] = (1.0,)     # test-time scales
     flip: bool = False                   # also average the horizontally flipped prediction
+    mirror_margin: int = 0               # reflect-pad the image by this many pixels first, crop back after
 
     def validate(self) -> None:
         if self.mode not in ("whole", "slide"):
@@ -28,13 +30,41 @@ class InferenceConfig:
             raise ValueError(f"need 0 < stride <= tile, got stride={self.stride}, tile={self.tile}")
         if not self.scales or any(s <= 0 for s in self.scales):
             raise ValueError(f"scales must be positive numbers, got {list(self.scales)}")
+        if self.mirror_margin < 0:
+            raise ValueError(f"mirror_margin must be >= 0, got {self.mirror_margin}")
+
+
+def mirror_pad(images: torch.Tensor, margin: int) -> torch.Tensor:
+    """Reflect `images` [N, C, H, W] by `margin` pixels on every side (the border pixel is not repeated).
+
+    Margins of the image's size or more reflect again (as the U-Net paper's tiles
+    at the border of a small image would), one reflection of at most size - 1 at a time.
+    """
+    for dim in (-2, -1):
+        remaining = margin
+        while remaining:
+            size = images.shape[dim]
+            step = min(remaining, size - 1) if size > 1 else remaining
+            pad = (0, 0, step, step) if dim == -2 else (step, step, 0, 0)
+            images = F.pad(images, pad, mode="reflect" if size > 1 else "replicate")
+            remaining -= step
+    return images
 
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: torch.Tensor, num_classes: int,
                    cfg: InferenceConfig | None = None) -> torch.Tensor:
-    """Average logits [N, C, H, W] over the configured scales and flips, at the input's resolution."""
+    """Average logits [N, C, H, W] over the configured scales and flips, at the input's resolution.
+
+    With `mirror_margin` m, the model sees the image reflect-padded by m pixels on
+    every side (whole, or tile by tile), so that pixels near the border get
+    mirrored context instead of zero padding; the logits are cropped back.
+    """
     cfg = cfg or InferenceConfig()
+    margin = cfg.mirror_margin
+    if margin:
+        original_h, original_w = images.shape[-2:]
+        images = mirror_pad(images, margin)
 
     def forward(batch: torch.Tensor) -> torch.Tensor:
         return model(batch)["out"]
@@ -57,4 +87,7 @@ def predict_logits(model: nn.Module, images: torch.Tensor, num_classes: int,
             if logits.shape[-2:] != (height, width):
                 logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
             total = logits if total is None else total + logits
-    return total / (len(cfg.scales) * (2 if cfg.flip else 1))
+    total = total / (len(cfg.scales) * (2 if cfg.flip else 1))
+    if margin:
+        total = total[..., margin:margin + original_h, margin:margin + original_w]
+    return total

@@ -3,7 +3,8 @@
 torchvision.transforms.v2 already does the joint work: it dispatches on
 `tv_tensors.Image` / `tv_tensors.Mask`, resizes masks with nearest neighbour
 and pads each type with its own fill. This module adds what v2 lacks (random
-scaling by a factor of the image's own size, shorter-side resizing) and builds
+scaling by a factor of the image's own size, shorter-side resizing, the U-Net
+paper's elastic deformation) and builds
 the standard training and evaluation pipelines.
 """
 from __future__ import annotations
@@ -40,11 +41,17 @@ class RandomScale(v2.Transform):
 
 
 class ResizeShorterSide(v2.Transform):
-    """Resize so that the shorter side is `size`, keeping the aspect ratio."""
+    """Resize so that the shorter side is `size`, keeping the aspect ratio.
 
-    def __init__(self, size: int) -> None:
+    With `masks=False` only the image is resized and the mask passes through
+    at its original resolution: evaluation then scores logits resized back to
+    the original size, as the Cityscapes and ADE20K benchmarks require.
+    """
+
+    def __init__(self, size: int, masks: bool = True) -> None:
         super().__init__()
         self.size = size
+        self.masks = masks
 
     def make_params(self, flat_inputs: list) -> dict:
         height, width = v2.query_size(flat_inputs)
@@ -52,7 +59,62 @@ class ResizeShorterSide(v2.Transform):
         return {"size": [max(1, round(height * scale)), max(1, round(width * scale))]}
 
     def transform(self, inpt, params: dict):
+        if not self.masks and isinstance(inpt, tv_tensors.Mask):
+            return inpt
         return TF.resize(inpt, params["size"], antialias=True)
+
+
+class ElasticDeform(v2.Transform):
+    """Elastic deformation by a smooth random displacement field (the U-Net paper, Sec. 3.1).
+
+    As in the paper: displacement vectors drawn on a coarse `grid` x `grid` grid
+    (3 x 3 there) from a Gaussian with `std` pixels standard deviation (10 there),
+    interpolated bicubically to every pixel (the coarse points sit on the image's
+    corners and spread evenly between them). Each output pixel x reads the input at
+    x + displacement(x): images bilinearly, masks with nearest neighbour (so masks
+    keep exactly their ids, ignore included), the same field for both. Points that
+    fall outside the image are reflected at its border. Sampling runs in float64
+    and uint8 images are rounded back, so a zero field returns them unchanged; with
+    `std` 0 the transform returns its inputs untouched.
+    """
+
+    def __init__(self, std: float = 10.0, grid: int = 3) -> None:
+        super().__init__()
+        if std < 0 or grid < 2:
+            raise ValueError(f"need std >= 0 and grid >= 2, got std={std}, grid={grid}")
+        self.std, self.grid = std, grid
+
+    def make_params(self, flat_inputs: list) -> dict:
+        height, width = v2.query_size(flat_inputs)
+        coarse = torch.randn(1, 2, self.grid, self.grid, dtype=torch.float64) * self.std
+        field = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=True)
+        return {"displacement": field[0]}  # [2, H, W]: (dy, dx) in pixels
+
+    def transform(self, inpt, params: dict):
+        if self.std == 0:
+            return inpt
+        if not isinstance(inpt, torch.Tensor):
+            raise TypeError(f"ElasticDeform takes tensors (tv_tensors.Image / Mask), got {type(inpt).__name__}")
+        out = warp(inpt.as_subclass(torch.Tensor), params["displacement"], nearest=isinstance(inpt, tv_tensors.Mask))
+        return tv_tensors.wrap(out, like=inpt)
+
+
+def warp(tensor: torch.Tensor, displacement: torch.Tensor, nearest: bool = False) -> torch.Tensor:
+    """Sample `tensor` [..., H, W] at (y + dy, x + dx) for `displacement` [2, H, W] = (dy, dx) in pixels,
+    reflecting at the border; bilinear, or nearest for label images. Keeps shape and dtype."""
+    height, width = tensor.shape[-2:]
+    ys = torch.arange(height, dtype=torch.float64)[:, None] + displacement[0]
+    xs = torch.arange(width, dtype=torch.float64)[None, :] + displacement[1]
+    # grid_sample's coordinates (align_corners=True): -1 and 1 are the centres of the border pixels
+    grid = torch.stack((xs * 2 / max(width - 1, 1) - 1, ys * 2 / max(height - 1, 1) - 1), dim=-1)[None]
+    flat = tensor.reshape(1, -1, height, width).to(torch.float64)
+    out = torch.nn.functional.grid_sample(flat, grid, mode="nearest" if nearest else "bilinear",
+                                          padding_mode="reflection", align_corners=True)
+    out = out.reshape(tensor.shape)
+    if not tensor.is_floating_point():
+        info = torch.iinfo(tensor.dtype)
+        out = out.round().clamp(info.min, info.max)
+    return out.to(tensor.dtype)
 
 
 def _to_model_input(mean: Sequence[float], std: Sequence[float]) -> list:
@@ -62,18 +124,23 @@ def _to_model_input(mean: Sequence[float], std: Sequence[float]) -> list:
 
 def train_transforms(crop_size: int | Sequence[int], scale_range: Sequence[float] = (0.5, 2.0),
                      hflip: bool = True, base_size: int | None = None,
-                     mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> v2.Compose:
-    """Random scale, crop of exactly `crop_size` (padded with 0 / ignore), flip, normalise.
+                     mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                     elastic_std: float = 0.0, elastic_grid: int = 3) -> v2.Compose:
+    """Random scale, elastic deformation (when `elastic_std` > 0), crop of exactly
+    `crop_size` (padded with 0 / ignore), flip, normalise.
 
     Every crop has the configured size: an image smaller than the crop is
     padded, image with 0 and mask with the ignore index, so padding never
-    counts in the loss.
+    counts in the loss. The deformation runs on the whole (scaled) image before
+    cropping, so the crop's own borders are never reflected.
     """
     steps: list = []
     if base_size:
         steps.append(ResizeShorterSide(base_size))
     if tuple(scale_range) != (1.0, 1.0):
         steps.append(RandomScale(*scale_range))
+    if elastic_std > 0:
+        steps.append(ElasticDeform(elastic_std, elastic_grid))
     steps.append(v2.RandomCrop(crop_size, pad_if_needed=True,
                                fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}))
     if hflip:
@@ -83,10 +150,11 @@ def train_transforms(crop_size: int | Sequence[int], scale_range: Sequence[float
 
 def eval_transforms(base_size: int | None = None, mean: Sequence[float] = IMAGENET_MEAN,
                     std: Sequence[float] = IMAGENET_STD) -> v2.Compose:
-    """Normalise; optionally resize the shorter side to `base_size` first.
+    """Normalise; optionally resize the image's shorter side to `base_size` first.
 
-    When resized, metrics are computed at the resized resolution (the mask is
-    resized with nearest neighbour alongside).
+    The mask is never resized: `utils.evaluation.evaluate` resizes the logits
+    back to the mask's (the original) resolution, so metrics are always
+    computed on the original labels, as the benchmarks define them.
     """
-    steps: list = [ResizeShorterSide(base_size)] if base_size else []
+    steps: list = [ResizeShorterSide(base_size, masks=False)] if base_size else []
     return v2.Compose(steps + _to_model_input(mean, std))

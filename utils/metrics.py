@@ -1,4 +1,5 @@
-"""Confusion-matrix metrics: acc, acc_cls, mean_iu, fwavacc and per-class IoU.
+"""Confusion-matrix metrics: acc, acc_cls, mean_iu, fwavacc and per-class IoU;
+the ISBI 2012 challenge's pixel error and foreground-restricted Rand error.
 
 The definitions are those of the FCN paper (Long et al. 2015, section 5):
 with n_ij the pixels of class i predicted as j and t_i = sum_j n_ij,
@@ -12,8 +13,10 @@ left out of the means (NaN in the per-class list).
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.distributed as dist
+from scipy import ndimage
 
 
 class ConfusionMatrix:
@@ -75,3 +78,90 @@ def metrics_from_confusion(matrix: torch.Tensor) -> dict:
 def _nanmean(values: torch.Tensor) -> float:
     valid = values[~torch.isnan(values)]
     return valid.mean().item() if valid.numel() else float("nan")
+
+
+# ----------------------------------------------------------------- ISBI 2012 figures
+
+def pixel_error(prediction: torch.Tensor, target: torch.Tensor, ignore_index: int = 255) -> float:
+    """Fraction of labelled pixels whose predicted class differs from the target (1 - acc)."""
+    if prediction.shape != target.shape:
+        raise ValueError(f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ in shape")
+    keep = target != ignore_index
+    total = int(keep.sum())
+    return float((prediction[keep] != target[keep]).sum()) / total if total else float("nan")
+
+
+class RandScore:
+    """The foreground-restricted Rand score V_rand of the ISBI 2012 challenge, accumulated over images.
+
+    Arganda-Carreras et al., "Crowdsourcing the creation of image segmentation
+    algorithms for connectomics", Frontiers in Neuroanatomy 2015, Sec. 2.
+    With n_ij the pixels of ground-truth segment i that the prediction puts in
+    segment j, s_i = sum_j n_ij and t_j = sum_i n_ij,
+        V_rand = 2 sum_ij n_ij^2 / (sum_i s_i^2 + sum_j t_j^2),   Rand error = 1 - V_rand
+    (the challenge writes it with p_ij = n_ij / n; the n^2 cancels). Conventions:
+    - Segments are the 4-connected components (scipy.ndimage.label's default) of
+      the `foreground` class (ISBI: cell, id 1), in the ground truth and in the
+      prediction separately; membrane pixels separate them.
+    - Foreground-restricted: only pixels that are foreground in the ground truth
+      count (membrane and ignore (255) pixels of the ground truth are left out).
+    - A predicted membrane pixel inside a ground-truth cell is its own singleton
+      segment (the adapted Rand convention of the challenge's and SNEMI3D's
+      scripts): it adds 1 to sum n_ij^2 and 1 to sum t_j^2, so predicting thin
+      spurious membranes is penalised without merging anything.
+    - Over several images (slices) the sums are pooled: each slice's segments are
+      distinct, as if the slices were labelled in 2D and stacked. The score of a
+      single image is `rand_error(prediction, target)`.
+    """
+
+    def __init__(self, foreground: int = 1) -> None:
+        self.foreground = foreground
+        self.sum_joint = self.sum_true = self.sum_pred = 0
+
+    def update(self, prediction, target) -> None:
+        """Add one image (or a batch [N, H, W], each image labelled on its own) of class ids."""
+        prediction, target = _as_numpy(prediction), _as_numpy(target)
+        if prediction.shape != target.shape:
+            raise ValueError(f"prediction {prediction.shape} and target {target.shape} differ in shape")
+        if prediction.ndim == 3:
+            for p, t in zip(prediction, target):
+                self.update(p, t)
+            return
+        joint, true, pred = _rand_sums(prediction == self.foreground, target == self.foreground)
+        self.sum_joint += joint
+        self.sum_true += true
+        self.sum_pred += pred
+
+    def compute(self) -> dict:
+        denominator = self.sum_true + self.sum_pred
+        v_rand = 2 * self.sum_joint / denominator if denominator else float("nan")
+        return {"v_rand": v_rand, "rand_error": 1 - v_rand,
+                "rand_split": self.sum_joint / self.sum_pred if self.sum_pred else float("nan"),
+                "rand_merge": self.sum_joint / self.sum_true if self.sum_true else float("nan")}
+
+
+def rand_error(prediction, target, foreground: int = 1) -> float:
+    """Foreground-restricted Rand error of one image (or a pooled batch): see `RandScore`."""
+    score = RandScore(foreground)
+    score.update(prediction, target)
+    return score.compute()["rand_error"]
+
+
+def _as_numpy(array) -> np.ndarray:
+    return array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+
+
+def _rand_sums(pred_fg, true_fg) -> tuple[int, int, int]:
+    """(sum n_ij^2, sum s_i^2, sum t_j^2) over ground-truth foreground pixels, in pixel counts."""
+    true_ids, _ = ndimage.label(true_fg)
+    pred_ids, _ = ndimage.label(pred_fg)
+    inside = true_ids > 0
+    t, p = true_ids[inside].astype(np.int64), pred_ids[inside].astype(np.int64)
+    singletons = int((p == 0).sum())  # predicted membrane inside a true cell: one segment per pixel
+    sizes_true = np.bincount(t)
+    joined = p > 0
+    pairs = t[joined] * (int(p.max(initial=0)) + 1) + p[joined]
+    joint = np.unique(pairs, return_counts=True)[1]
+    sizes_pred = np.bincount(p[joined])
+    return (int((joint ** 2).sum()) + singletons, int((sizes_true ** 2).sum()),
+            int((sizes_pred ** 2).sum()) + singletons)

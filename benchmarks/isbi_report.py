@@ -1,0 +1,93 @@
+"""ISBI 2012 figures of a checkpoint on held-out slices: pixel error, Rand error, mean_iu.
+
+    python benchmarks/isbi_report.py runs/isbi-u-net/best.pth
+    python benchmarks/isbi_report.py CKPT --split val --data-root DIR --json isbi.json
+
+Inference uses the checkpoint's validation settings (sliding window and mirror
+margin of train/isbi-u-net/train.py) unless --mode / --tile / --stride /
+--mirror-margin override them. Figures, over the held-out slices (25..29 for
+split 'val'):
+- pixel error: the fraction of pixels whose class (membrane / cell) is wrong,
+  pooled over the slices (= 1 - acc);
+- Rand error: the challenge's foreground-restricted Rand error 1 - V_rand, with
+  the slices' sums pooled (utils/metrics.RandScore states the conventions),
+  also per slice;
+- mean_iu (and acc, acc_cls) from the confusion matrix, as eval.py reports them.
+"""
+import sys; sys.path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), ".."))  # noqa: E702,E401
+
+import argparse
+import json
+from pathlib import Path
+
+import datasets
+from utils.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from utils.data import eval_loader
+from utils.engine import pick_device
+from utils.evaluation import evaluate
+from utils.inference import InferenceConfig
+from utils.joint_transforms import eval_transforms
+from utils.metrics import RandScore, rand_error
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint")
+    parser.add_argument("--split", default="val", help="held-out split (default: val, slices 25..29)")
+    parser.add_argument("--data-root", default=None, help="the ISBI folder (default: the checkpoint's)")
+    parser.add_argument("--mode", choices=("whole", "slide"), default=None)
+    parser.add_argument("--tile", type=int, default=None)
+    parser.add_argument("--stride", type=int, default=None)
+    parser.add_argument("--mirror-margin", type=int, default=None)
+    parser.add_argument("--foreground", type=int, default=1, help="the cell class (ISBI: 1)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    try:
+        state = load_checkpoint(args.checkpoint)
+    except CheckpointError as err:
+        raise SystemExit(str(err)) from None
+    cfg = state["config"]
+    inference = InferenceConfig(mode=args.mode or cfg["val_mode"], tile=args.tile or cfg["val_tile"],
+                                stride=args.stride or cfg["val_stride"],
+                                mirror_margin=cfg.get("val_mirror_margin", 0) if args.mirror_margin is None
+                                else args.mirror_margin)
+    try:
+        inference.validate()
+    except ValueError as err:
+        raise SystemExit(f"isbi_report.py: {err}") from None
+    device = pick_device(args.device)
+    dataset = datasets.build_dataset(state["dataset"], args.split, args.data_root or cfg["data_root"],
+                                     eval_transforms(), **state["dataset_kwargs"])
+    model = model_from_checkpoint(state).to(device)
+    pooled = RandScore(args.foreground)
+    per_slice: list[float] = []
+
+    def on_batch(index, images, targets, predictions):
+        for prediction, target in zip(predictions.cpu(), targets.cpu()):
+            pooled.update(prediction, target)
+            per_slice.append(rand_error(prediction, target, args.foreground))
+
+    metrics = evaluate(model, eval_loader(dataset, 1, 0, False), state["num_classes"], device, inference,
+                       dataset.ignore_index, on_batch=on_batch)
+    rand = pooled.compute()
+    names = [dataset.sample_name(i) for i in range(len(dataset))]
+    report = {"checkpoint": str(args.checkpoint), "split": args.split, "slices": names,
+              "pixel_error": 1 - metrics["acc"], "rand_error": rand["rand_error"], "v_rand": rand["v_rand"],
+              "rand_error_per_slice": dict(zip(names, per_slice)), "mean_iu": metrics["mean_iu"],
+              "acc": metrics["acc"], "acc_cls": metrics["acc_cls"], "iou": metrics["iou"],
+              "inference": {"mode": inference.mode, "tile": inference.tile, "stride": inference.stride,
+                            "mirror_margin": inference.mirror_margin}}
+    print(f"{state['model']} on {state['dataset']} {args.split} (slices {', '.join(names)}; {inference.mode}, "
+          f"mirror margin {inference.mirror_margin}), iteration {state.get('iteration')}")
+    print(f"{'pixel error':<14}{report['pixel_error']:.4f}")
+    print(f"{'Rand error':<14}{report['rand_error']:.4f}   (per slice: "
+          + ", ".join(f"{n} {e:.4f}" for n, e in zip(names, per_slice)) + ")")
+    print(f"{'mean_iu':<14}{metrics['mean_iu']:.4f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""ISBI 2012 figures: pixel error and the foreground-restricted Rand error, on hand-computed cases."""
+import numpy as np
+import pytest
+import torch
+
+from utils.metrics import RandScore, pixel_error, rand_error
+
+# 0 = membrane, 1 = cell; 4 x 7 images with a membrane frame.
+ONE_CELL = np.array([[0, 0, 0, 0, 0, 0, 0],
+                     [0, 1, 1, 1, 1, 1, 0],
+                     [0, 1, 1, 1, 1, 1, 0],
+                     [0, 0, 0, 0, 0, 0, 0]])
+SPLIT = ONE_CELL.copy()
+SPLIT[:, 3] = 0          # a predicted membrane through the middle: two cells of 2 x 2
+TWO_CELLS = SPLIT.copy()  # as ground truth: two cells of 4 pixels
+
+
+def test_identical_segmentations_score_zero():
+    assert rand_error(ONE_CELL, ONE_CELL) == 0
+    assert rand_error(TWO_CELLS, TWO_CELLS) == 0
+    assert pixel_error(torch.from_numpy(ONE_CELL), torch.from_numpy(ONE_CELL)) == 0
+
+
+def test_known_split():
+    # Ground truth: one cell of 10 pixels. Prediction: two segments of 4 pixels, plus the
+    # 2 pixels of the predicted membrane inside the true cell, each its own singleton segment.
+    # sum n_ij^2 = 4^2 + 4^2 + 1 + 1 = 34;  sum s_i^2 = 10^2 = 100;  sum t_j^2 = 4^2 + 4^2 + 1 + 1 = 34
+    # V_rand = 2 * 34 / (100 + 34) = 34 / 67;  error = 33 / 67 = 0.49254...
+    assert rand_error(SPLIT, ONE_CELL) == pytest.approx(33 / 67, abs=1e-12)
+    score = RandScore()
+    score.update(SPLIT, ONE_CELL)
+    figures = score.compute()
+    assert figures["rand_split"] == pytest.approx(1.0)        # 34 / 34: no merge
+    assert figures["rand_merge"] == pytest.approx(34 / 100)  # the split costs recall
+    # pixel error: the 2 membrane pixels inside the cell out of 28
+    assert pixel_error(torch.from_numpy(SPLIT), torch.from_numpy(ONE_CELL)) == pytest.approx(2 / 28)
+
+
+def test_known_merge():
+    # Ground truth: two cells of 4 pixels separated by a membrane column. Prediction: one cell
+    # over both (and the membrane, which is not ground-truth foreground, so it does not count).
+    # sum n_ij^2 = 4^2 + 4^2 = 32;  sum s_i^2 = 4^2 + 4^2 = 32;  sum t_j^2 = 8^2 = 64
+    # V_rand = 2 * 32 / (32 + 64) = 2 / 3;  error = 1 / 3
+    assert rand_error(ONE_CELL, TWO_CELLS) == pytest.approx(1 / 3, abs=1e-12)
+
+
+def test_pooled_over_slices_and_ignore():
+    # Two slices pooled: sums add. Split slice (34, 100, 34) + identical slice (32, 32, 32):
+    # V_rand = 2 * 66 / (132 + 66) = 2 / 3.
+    predictions = torch.from_numpy(np.stack([SPLIT, TWO_CELLS]))
+    targets = torch.from_numpy(np.stack([ONE_CELL, TWO_CELLS]))
+    assert rand_error(predictions, targets) == pytest.approx(1 / 3, abs=1e-12)
+    # ignore pixels of the ground truth are left out of both figures
+    target = ONE_CELL.copy()
+    target[1, 3] = target[2, 3] = 255
+    prediction = SPLIT.copy()
+    assert pixel_error(torch.from_numpy(prediction), torch.from_numpy(target)) == 0
+    assert rand_error(prediction, target) == 0
+
+
+def test_diagonal_cells_are_separate_segments():
+    # 4-connectivity: cells touching only at a corner are two segments.
+    target = np.array([[1, 0], [0, 1]])
+    assert rand_error(target, target) == 0
+    merged = np.array([[1, 1], [1, 1]])  # one predicted segment over both: n = [1, 1]
+    # sum n^2 = 2, sum s^2 = 2, sum t^2 = 4: V = 4 / 6
+    assert rand_error(merged, target) == pytest.approx(1 / 3)

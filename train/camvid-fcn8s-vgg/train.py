@@ -1,0 +1,56 @@
+"""FCN-8s (VGG16) on CamVid, 11 classes: a comparison with SegNet on SegNet's data setting.
+
+Architecture: Long, Shelhamer and Darrell, "Fully Convolutional Networks for
+Semantic Segmentation", CVPR 2015 (arXiv:1411.4038), FCN-8s on torchvision's
+VGG16 with ImageNet weights, trained in one stage ("at-once", which the
+journal version, TPAMI 2017, Sec. 4.1, finds as good as the staged recipe).
+
+No paper trains this pair on CamVid. Defaults (the GPU recipe): SegNet's data
+setting (train/camvid-seg-net/train.py: whole 360 x 480 images padded to 480,
+no augmentation, median frequency class balancing, batch 12, 10000
+iterations, weight decay 5e-4) with FCN's optimiser: SGD, momentum 0.9, a
+constant learning rate of 1e-4 (SegNet's 0.1 diverges on VGG16 without
+BatchNorm). Validation whole-image on val.
+
+CPU recipe (2 cores, about an hour: a SegNet step took 15-20 s on a shared
+2-core CPU, so 400 steps, about 4 epochs, is what an hour holds; the same flags as camvid-seg-net and
+camvid-u-net, less the width, which VGG16 fixes):
+    python train/camvid-fcn8s-vgg/train.py --no-pretrained \\
+        --base-size 180 --val-base-size 180 --crop-size 180 --batch-size 4 \\
+        --optimizer adamw --lr 5e-4 --weight-decay 1e-4 --poly-power 0.9 --warmup-iters 50 \\
+        --iters 400 --val-every 200 --workers 1 --device cpu
+  (use --pretrained instead of --no-pretrained when vgg16-397923af.pth is in
+  SEG_WEIGHTS: the paper's setting, and much better in an hour; then lower
+  --lr to 1e-4). Metrics at the labels' full 360 x 480 resolution.
+Reported: n/a.
+"""
+import sys; sys.path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), "..", ".."))  # noqa: E702,E401
+
+from utils.engine import TrainConfig, run
+
+cfg = TrainConfig(
+    model="fcn8s",
+    backbone="vgg16",
+    pretrained=True,
+    dataset="camvid",
+    train_split="train",
+    val_split="val",
+    iters=10000,
+    batch_size=12,
+    optimizer="sgd",
+    lr=1e-4,
+    momentum=0.9,
+    weight_decay=5e-4,
+    poly_power=0.0,
+    class_weights="median-freq",
+    crop_size=480,
+    scale_min=1.0,
+    scale_max=1.0,
+    hflip=False,
+    val_every=1000,
+    val_mode="whole",
+    val_batch_size=4,
+)
+
+if __name__ == "__main__":
+    run(cfg)
