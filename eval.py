@@ -27,15 +27,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 import datasets
-from utils.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from utils.data import eval_loader
 from utils.engine import pick_device
 from utils.evaluation import evaluate
-from utils.inference import InferenceConfig
+from utils.inference_cli import (add_inference_args, base_size, check_inference_args, inference_config,
+                                 load_for_inference)
 from utils.joint_transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms
 from utils.visualize import denormalize, overlay, save_palette_png
 
@@ -45,36 +44,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("checkpoint", help="a last.pth or best.pth written by a training script")
     parser.add_argument("--split", default=None, help="split to evaluate (default: the checkpoint's val split)")
     parser.add_argument("--data-root", default=None, help="data set folder (default: the checkpoint's)")
-    parser.add_argument("--mode", choices=("whole", "slide"), default=None,
-                        help="whole-image or sliding-window inference (default: the checkpoint's)")
-    parser.add_argument("--tile", type=int, default=None, help="sliding-window tile size")
-    parser.add_argument("--stride", type=int, default=None, help="sliding-window stride")
-    parser.add_argument("--base-size", type=int, default=None,
-                        help="resize the images' shorter side to this for the model (0: off; default: the "
-                             "checkpoint's val_base_size); metrics stay at the labels' original resolution")
-    parser.add_argument("--scales", type=float, nargs="+", default=[1.0], help="test-time scales")
-    parser.add_argument("--flip", action="store_true", help="also average horizontally flipped predictions")
-    parser.add_argument("--mirror-margin", type=int, default=None,
-                        help="reflect-pad each image by this many pixels before inference, crop the result back "
-                             "(the U-Net paper's overlap-tile; default: the checkpoint's val_mirror_margin)")
     parser.add_argument("--batch-size", type=int, default=None, help="images per batch (default: the checkpoint's)")
-    parser.add_argument("--tile-batch", type=int, default=4,
-                        help="sliding-window tiles per forward pass (bounds memory in --mode slide)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    add_inference_args(parser)
     parser.add_argument("--save-dir", default=None, help="write palette PNG predictions and overlays here")
     parser.add_argument("--json", default=None, help="write the metrics to this JSON file")
     args = parser.parse_args(argv)
-    if args.base_size is not None and args.base_size < 0:
-        parser.error(f"--base-size must be >= 0, got {args.base_size}")
-    for name in ("tile", "stride", "batch_size", "tile_batch"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    if any(s <= 0 for s in args.scales):
-        parser.error(f"--scales must be positive, got {args.scales}")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda was asked for, but no CUDA device is available")
+    check_inference_args(parser, args)
     return args
 
 
@@ -87,25 +63,13 @@ def format_table(metrics: dict, classes: list[str]) -> str:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    try:
-        state = load_checkpoint(args.checkpoint)
-    except CheckpointError as err:
-        raise SystemExit(str(err)) from None
+    device = pick_device(args.device)
+    state, model = load_for_inference(args.checkpoint, device)
     cfg = state["config"]
     split = args.split or cfg["val_split"]
-    base_size = cfg["val_base_size"] if args.base_size is None else args.base_size
-    inference = InferenceConfig(mode=args.mode or cfg["val_mode"], tile=args.tile or cfg["val_tile"],
-                                stride=args.stride or cfg["val_stride"], batch_size=args.tile_batch,
-                                scales=tuple(args.scales), flip=args.flip,
-                                mirror_margin=cfg.get("val_mirror_margin", 0) if args.mirror_margin is None
-                                else args.mirror_margin)
-    try:
-        inference.validate()
-    except ValueError as err:
-        raise SystemExit(f"eval.py: {err}") from None
-    device = pick_device(args.device)
+    inference = inference_config(args, cfg, "eval.py")
     dataset = datasets.build_dataset(state["dataset"], split, args.data_root or cfg["data_root"],
-                                     eval_transforms(base_size or None), **state["dataset_kwargs"])
+                                     eval_transforms(base_size(args, cfg) or None), **state["dataset_kwargs"])
     if not getattr(dataset, "has_labels", True):
         # Cityscapes keeps images in one subfolder per city: name the split's folder.
         folder = Path(dataset.samples[0][0]).parent.parent if len(dataset) else "IMAGE_FOLDER"
@@ -114,7 +78,6 @@ def main(argv=None) -> dict:
                          f"e.g. `python predict.py {args.checkpoint} {folder} --out predictions/` "
                          f"(folders are searched recursively), and submit the result to the benchmark's server.")
     loader = eval_loader(dataset, args.batch_size or cfg["val_batch_size"], args.workers, device.type == "cuda")
-    model = model_from_checkpoint(state).to(device)
 
     on_batch = None
     if args.save_dir:

@@ -20,9 +20,10 @@ import torch
 from PIL import Image
 
 from datasets.base import DatasetError, read_image
-from utils.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from utils.engine import pick_device
-from utils.inference import InferenceConfig, predict_logits
+from utils.inference import predict_logits
+from utils.inference_cli import (add_inference_args, base_size, check_inference_args, inference_config,
+                                 load_for_inference)
 from utils.joint_transforms import ResizeShorterSide, eval_transforms
 from utils.visualize import overlay, save_palette_png
 
@@ -34,31 +35,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("checkpoint")
     parser.add_argument("inputs", nargs="+", help="image files or folders of images")
     parser.add_argument("--out", required=True, help="folder for the predictions")
-    parser.add_argument("--mode", choices=("whole", "slide"), default=None,
-                        help="whole-image or sliding-window inference (default: the checkpoint's)")
-    parser.add_argument("--tile", type=int, default=None, help="sliding-window tile size")
-    parser.add_argument("--stride", type=int, default=None, help="sliding-window stride")
-    parser.add_argument("--base-size", type=int, default=None,
-                        help="run the model with the shorter side resized to this (0: off)")
-    parser.add_argument("--scales", type=float, nargs="+", default=[1.0], help="test-time scales")
-    parser.add_argument("--flip", action="store_true", help="also average horizontally flipped predictions")
-    parser.add_argument("--mirror-margin", type=int, default=None,
-                        help="reflect-pad each image by this many pixels before inference, crop the result back "
-                             "(the U-Net paper's overlap-tile; default: the checkpoint's val_mirror_margin)")
-    parser.add_argument("--tile-batch", type=int, default=4, help="sliding-window tiles per forward pass")
     parser.add_argument("--no-overlay", action="store_true", help="write only the palette PNGs")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    add_inference_args(parser)
     args = parser.parse_args(argv)
-    for name in ("tile", "stride", "tile_batch"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    if args.base_size is not None and args.base_size < 0:
-        parser.error(f"--base-size must be >= 0, got {args.base_size}")
-    if any(s <= 0 for s in args.scales):
-        parser.error(f"--scales must be positive, got {args.scales}")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda was asked for, but no CUDA device is available")
+    check_inference_args(parser, args)
     return args
 
 
@@ -91,27 +71,15 @@ def collect_images(inputs: list[str], out_dir: Path | None = None) -> list[tuple
 
 def main(argv=None) -> list[Path]:
     args = parse_args(argv)
-    try:
-        state = load_checkpoint(args.checkpoint)
-    except CheckpointError as err:
-        raise SystemExit(str(err)) from None
+    device = pick_device(args.device)
+    state, model = load_for_inference(args.checkpoint, device)
     cfg = state["config"]
-    inference = InferenceConfig(mode=args.mode or cfg["val_mode"], tile=args.tile or cfg["val_tile"],
-                                stride=args.stride or cfg["val_stride"], batch_size=args.tile_batch,
-                                scales=tuple(args.scales), flip=args.flip,
-                                mirror_margin=cfg.get("val_mirror_margin", 0) if args.mirror_margin is None
-                                else args.mirror_margin)
-    try:
-        inference.validate()
-    except ValueError as err:
-        raise SystemExit(f"predict.py: {err}") from None
-    base_size = cfg["val_base_size"] if args.base_size is None else args.base_size
+    inference = inference_config(args, cfg, "predict.py")
+    size = base_size(args, cfg)
     out_dir = Path(args.out)
     paths = collect_images(args.inputs, out_dir)
-    device = pick_device(args.device)
-    model = model_from_checkpoint(state).to(device).eval()
     normalise = eval_transforms()
-    resize = ResizeShorterSide(base_size) if base_size else None
+    resize = ResizeShorterSide(size) if size else None
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for path, name in paths:

@@ -65,7 +65,7 @@ def render_sample(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.n
         occupied |= _grow(inside)
         mask[inside] = label
         colour = _contrasting_colour(rng, background_colours)
-        shading = rng.normal(0, 6, size=(size, size, 1))
+        shading = rng.normal(0, 3, size=(size, size, 1))
         image[inside] = np.clip(colour + shading[inside], 0, 255)
     return image.astype(np.uint8), mask
 
@@ -91,7 +91,7 @@ def _background(rng: np.random.Generator, size: int, yy: np.ndarray,
         texture += np.sin(freq * (np.cos(angle) * xx + np.sin(angle) * yy) + rng.uniform(0, 2 * np.pi))
     t = (texture / 6 + 0.5)[..., None]
     a, b = rng.uniform(0, 255, size=(2, 3))
-    noise = rng.normal(0, 12, size=(size, size, 3))
+    noise = rng.normal(0, 25, size=(size, size, 3))
     return np.clip(a * t + b * (1 - t) + noise, 0, 255).astype(np.float32), np.stack([a, b])
 
 

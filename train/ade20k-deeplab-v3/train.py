@@ -15,7 +15,10 @@ Validation: each val image's shorter side is resized to 512 for the model
 the original-resolution labels, whole image.
 Reported: n/a (no ADE20K figure in the DeepLab v3 paper).
 """
-import sys; sys.path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), "..", ".."))  # noqa: E702,E401
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
 from utils.engine import TrainConfig, run
 

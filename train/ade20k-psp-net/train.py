@@ -18,7 +18,10 @@ Paper setting, and how it is set here:
 Reported: the paper's ResNet-50 ablations are on ADE20K val (see its Tables
 2-4); we do not quote a figure here.
 """
-import sys; sys.path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), "..", ".."))  # noqa: E702,E401
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
 from utils.engine import TrainConfig, run
 

@@ -14,7 +14,10 @@ flip, crops of 352 x 352, 10000 iterations (about 220 epochs of the 367
 training images). Validation whole-image (360 x 480) on val.
 Reported: n/a.
 """
-import sys; sys.path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), "..", ".."))  # noqa: E702,E401
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
 from utils.engine import TrainConfig, run
 

@@ -25,7 +25,10 @@ camvid-u-net and camvid-fcn8s-vgg, so the three rows compare):
   360 x 480 resolution (the logits are upsampled).
 Reported: n/a.
 """
-import sys; sys.path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), "..", ".."))  # noqa: E702,E401
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
 from utils.engine import TrainConfig, run
 

@@ -19,7 +19,10 @@ Paper setting, and how it is set here:
 Reported: n/a for ResNet-101 (the paper's Cityscapes results use Xception
 backbones).
 """
-import sys; sys.path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), "..", ".."))  # noqa: E702,E401
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
 from utils.engine import TrainConfig, run
 

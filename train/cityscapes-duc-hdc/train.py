@@ -18,7 +18,10 @@ scale 0.5-2, flip, crops of 768 x 768, 80000 iterations. Validation on the
 Reported: 80.1 mIoU on Cityscapes test (abstract; the paper's best system,
 which also used the coarse annotations); no figure for this exact setting.
 """
-import sys; sys.path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), "..", ".."))  # noqa: E702,E401
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
 from utils.engine import TrainConfig, run
 

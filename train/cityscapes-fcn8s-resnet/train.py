@@ -16,7 +16,10 @@ resolution, sliding window 768 / stride 512.
 Reported: n/a (Cordts et al., CVPR 2016, report FCN-8s on VGG16 for
 Cityscapes; not this backbone).
 """
-import sys; sys.path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), "..", ".."))  # noqa: E702,E401
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
 from utils.engine import TrainConfig, run
 

@@ -16,7 +16,10 @@ Paper setting, and how it is set here:
   train/voc-gcn/train.py) and the iterations (60000 crops, about 20 epochs).
 Reported: 76.9 mIoU on Cityscapes test (abstract).
 """
-import sys; sys.path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), "..", ".."))  # noqa: E702,E401
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
 from utils.engine import TrainConfig, run
 

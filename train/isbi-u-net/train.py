@@ -38,7 +38,10 @@ post-processing-free submission); not comparable with figures on slices 25..29.
 Report the held-out figures (pixel error, foreground-restricted Rand error,
 mean_iu) with `python benchmarks/isbi_report.py runs/isbi-u-net/best.pth`.
 """
-import sys; sys.path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), "..", ".."))  # noqa: E702,E401
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
 from utils.engine import TrainConfig, run
 

@@ -22,7 +22,10 @@ Paper setting, and how it is set here:
 Reported: 77.21 mIoU on VOC 2012 val (output stride 16, single scale, with
 multi-grid, Sec. 4.3).
 """
-import sys; sys.path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), "..", ".."))  # noqa: E702,E401
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
 from utils.engine import TrainConfig, run
 

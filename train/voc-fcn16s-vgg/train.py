@@ -27,7 +27,10 @@ paper reports about one day of training per stage, not iterations; 8000
 iterations of 20 images is our choice.
 Reported: 62.4 mean IU on the VOC 2011 val subset (Table 2).
 """
-import sys; sys.path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), "..", ".."))  # noqa: E702,E401
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
 from utils.engine import TrainConfig, run
 

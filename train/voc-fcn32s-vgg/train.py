@@ -25,7 +25,10 @@ paper doubled it) and averages the loss over pixels.
 Reported: 59.4 mean IU on the VOC 2011 val subset (Table 2).
 Next stage: train/voc-fcn16s-vgg/train.py --init-from <this run>/best.pth.
 """
-import sys; sys.path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), "..", ".."))  # noqa: E702,E401
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
 from utils.engine import TrainConfig, run
 

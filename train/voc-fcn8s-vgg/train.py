@@ -21,7 +21,10 @@ training per stage).
 Reported: 62.7 mean IU on the VOC 2011 val subset (Table 2); 62.7 on VOC 2011
 test and 62.2 on VOC 2012 test (Table 3).
 """
-import sys; sys.path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), "..", ".."))  # noqa: E702,E401
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
 from utils.engine import TrainConfig, run
 

@@ -21,7 +21,10 @@ Paper setting, and how it is set here:
   and the iterations (100000 images, about 9.5 epochs).
 Reported: 82.2 mIoU on VOC 2012 test (abstract; with the COCO stage).
 """
-import sys; sys.path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), "..", ".."))  # noqa: E702,E401
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
 from utils.engine import TrainConfig, run
 

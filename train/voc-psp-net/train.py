@@ -19,7 +19,10 @@ Paper setting, and how it is set here:
 Reported: 82.6 mIoU on VOC 2012 test without MS-COCO pre-training (85.4 with
 it), with multi-scale testing.
 """
-import sys; sys.path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), "..", ".."))  # noqa: E702,E401
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
 from utils.engine import TrainConfig, run
 

@@ -20,7 +20,10 @@ Paper setting, and how it is set here:
 Reported: n/a for this setting (the paper's best model, ResNet-152 with
 MS-COCO, reaches 83.4 mIoU on VOC 2012 test; abstract).
 """
-import sys; sys.path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), "..", ".."))  # noqa: E702,E401
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
 from utils.engine import TrainConfig, run
 
