@@ -14,18 +14,20 @@ split 'val'):
   also per slice;
 - mean_iu (and acc, acc_cls) from the confusion matrix, as eval.py reports them.
 """
-import sys; sys.path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), ".."))  # noqa: E702,E401
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
 
 import argparse
 import json
-from pathlib import Path
 
 import datasets
-from utils.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from utils.data import eval_loader
 from utils.engine import pick_device
 from utils.evaluation import evaluate
-from utils.inference import InferenceConfig
+from utils.inference_cli import (add_inference_args, base_size, check_inference_args, inference_config,
+                                 load_for_inference)
 from utils.joint_transforms import eval_transforms
 from utils.metrics import RandScore, rand_error
 
@@ -35,31 +37,17 @@ def main(argv=None) -> dict:
     parser.add_argument("checkpoint")
     parser.add_argument("--split", default="val", help="held-out split (default: val, slices 25..29)")
     parser.add_argument("--data-root", default=None, help="the ISBI folder (default: the checkpoint's)")
-    parser.add_argument("--mode", choices=("whole", "slide"), default=None)
-    parser.add_argument("--tile", type=int, default=None)
-    parser.add_argument("--stride", type=int, default=None)
-    parser.add_argument("--mirror-margin", type=int, default=None)
     parser.add_argument("--foreground", type=int, default=1, help="the cell class (ISBI: 1)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    add_inference_args(parser)
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
-    try:
-        state = load_checkpoint(args.checkpoint)
-    except CheckpointError as err:
-        raise SystemExit(str(err)) from None
-    cfg = state["config"]
-    inference = InferenceConfig(mode=args.mode or cfg["val_mode"], tile=args.tile or cfg["val_tile"],
-                                stride=args.stride or cfg["val_stride"],
-                                mirror_margin=cfg.get("val_mirror_margin", 0) if args.mirror_margin is None
-                                else args.mirror_margin)
-    try:
-        inference.validate()
-    except ValueError as err:
-        raise SystemExit(f"isbi_report.py: {err}") from None
+    check_inference_args(parser, args)
     device = pick_device(args.device)
+    state, model = load_for_inference(args.checkpoint, device)
+    cfg = state["config"]
+    inference = inference_config(args, cfg, "isbi_report.py")
     dataset = datasets.build_dataset(state["dataset"], args.split, args.data_root or cfg["data_root"],
-                                     eval_transforms(), **state["dataset_kwargs"])
-    model = model_from_checkpoint(state).to(device)
+                                     eval_transforms(base_size(args, cfg) or None), **state["dataset_kwargs"])
     pooled = RandScore(args.foreground)
     per_slice: list[float] = []
 

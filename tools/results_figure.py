@@ -8,10 +8,12 @@ checkpoint's validation settings (whole / sliding window, base size, mirror marg
 ground truth and prediction are drawn in the data set's palette (ignore pixels white),
 at the labels' resolution. Rows are the first --num images, or --indices.
 """
-import sys; sys.path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), ".."))  # noqa: E702,E401
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,9 +21,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 import datasets
-from utils.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from utils.engine import pick_device
 from utils.inference import InferenceConfig, predict_logits
+from utils.inference_cli import load_for_inference
 from utils.joint_transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms
 from utils.visualize import colorize, denormalize
 
@@ -37,10 +39,8 @@ def main(argv=None) -> Path:
     parser.add_argument("--gap", type=int, default=4, help="white pixels between panels")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     args = parser.parse_args(argv)
-    try:
-        state = load_checkpoint(args.checkpoint)
-    except CheckpointError as err:
-        raise SystemExit(str(err)) from None
+    device = pick_device(args.device)
+    state, model = load_for_inference(args.checkpoint, device)
     cfg = state["config"]
     dataset = datasets.build_dataset(state["dataset"], args.split or cfg["val_split"],
                                      args.data_root or cfg["data_root"], eval_transforms(cfg["val_base_size"] or None),
@@ -51,8 +51,6 @@ def main(argv=None) -> Path:
         raise SystemExit(f"results_figure.py: indices {bad or indices} outside 0..{len(dataset) - 1}")
     inference = InferenceConfig(mode=cfg["val_mode"], tile=cfg["val_tile"], stride=cfg["val_stride"],
                                 mirror_margin=cfg.get("val_mirror_margin", 0))
-    device = pick_device(args.device)
-    model = model_from_checkpoint(state).to(device).eval()
     palette = state["palette"]
     rows = []
     for index in indices:
