@@ -344,6 +344,11 @@ class Trainer:
     def _autocast_dtype(self) -> torch.dtype | None:
         if not self.cfg.amp:
             return None
+        if self.device.type == "cpu" and self.main:
+            # Measured in benchmarks/README.md: bf16 emulated on a CPU without native
+            # bf16 units ran about 40 times slower than fp32.
+            print("note: --amp on the CPU uses bf16, which is much slower than fp32 on CPUs without "
+                  "native bf16 support; --amp is meant for GPUs")
         if self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
             return torch.float16
         return torch.bfloat16
