@@ -22,8 +22,8 @@ Paper setting, and how it is set here:
   iterations (about 330 epochs) is our choice; weight decay 5e-4 ours too.
 Reported: see the paper's CamVid table; we do not quote a figure here.
 
-CPU recipe (2 cores, about an hour: a SegNet step took 15-20 s on a shared
-2-core CPU, so 400 steps, about 4 epochs, is what an hour holds; the same flags for camvid-seg-net,
+CPU recipe (2 cores: a SegNet step took 4.5 s on an otherwise idle 2-core CPU, and
+400 steps, about 4 epochs, ran in 32 minutes with validation; 800 fit in about an hour; the same flags for camvid-seg-net,
 camvid-u-net and camvid-fcn8s-vgg, so the three rows compare):
     python train/camvid-seg-net/train.py --no-pretrained \
         --base-size 180 --val-base-size 180 --crop-size 180 --batch-size 4 \
