@@ -90,10 +90,7 @@ def main(argv=None) -> list[Path]:
         height, width = image.shape[-2:]
         model_input = resize(image) if resize else image
         batch = normalise(model_input)[None].as_subclass(torch.Tensor).to(device)
-        logits = predict_logits(model, batch, state["num_classes"], inference)
-        if logits.shape[-2:] != (height, width):
-            logits = torch.nn.functional.interpolate(logits, size=(height, width), mode="bilinear",
-                                                     align_corners=False)
+        logits = predict_logits(model, batch, state["num_classes"], inference, size=(height, width))
         prediction = logits.argmax(1)[0].cpu().numpy().astype(np.uint8)
         target = out_dir / f"{name}.png"
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -57,9 +57,8 @@ def main(argv=None) -> Path:
         image, mask = dataset[index]
         image = image.as_subclass(torch.Tensor)[None].to(device)
         mask = mask.as_subclass(torch.Tensor)
-        logits = predict_logits(model, image, state["num_classes"], inference)
-        if logits.shape[-2:] != mask.shape[-2:]:  # a validation base size: show everything at the labels' size
-            logits = F.interpolate(logits, size=mask.shape[-2:], mode="bilinear", align_corners=False)
+        logits = predict_logits(model, image, state["num_classes"], inference, size=mask.shape[-2:])
+        if image.shape[-2:] != mask.shape[-2:]:  # a validation base size: show everything at the labels' size
             image = F.interpolate(image, size=mask.shape[-2:], mode="bilinear", align_corners=False)
         prediction = logits.argmax(1)[0].cpu()
         panels = [denormalize(image[0].cpu(), IMAGENET_MEAN, IMAGENET_STD), colorize(mask, palette),

@@ -375,8 +375,8 @@ class Trainer:
 
     def _resume(self) -> None:
         # On the CPU: RNG states must stay there, and load_state_dict copies the rest to the device.
-        state = load_checkpoint(self.run_dir / "last.pth", map_location="cpu")
         path = self.run_dir / "last.pth"
+        state = load_checkpoint(path, map_location="cpu")
         if state.get("model") != self.cfg.model:
             raise CheckpointError(f"--resume: {path} holds model {state.get('model')!r}, but this run trains "
                                   f"{self.cfg.model!r}")
@@ -410,7 +410,7 @@ class Trainer:
                   f"{state['config']['batch_size']} per process; continuing with {dist_utils.world_size()} x "
                   f"{self.cfg.batch_size} (iteration, LR schedule and epoch position carry over)")
         if self.main:
-            print(f"resumed from {self.run_dir / 'last.pth'} at iteration {self.iteration}")
+            print(f"resumed from {path} at iteration {self.iteration}")
 
     # ------------------------------------------------------------ loop
 

@@ -40,14 +40,12 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            logits = predict_logits(model, images, num_classes, inference)
-        resized = logits.shape[-2:] != targets.shape[-2:]
-        if resized:  # the images were resized (eval_transforms' base_size): score at the labels' resolution
-            logits = F.interpolate(logits.float(), size=targets.shape[-2:], mode="bilinear", align_corners=False)
+            # The images may have been resized (eval_transforms' base_size): score at the labels' resolution.
+            logits = predict_logits(model, images, num_classes, inference, size=targets.shape[-2:])
         predictions = logits.argmax(1)
         confusion.update(predictions, targets)
         if on_batch is not None:
-            if resized:
+            if images.shape[-2:] != targets.shape[-2:]:
                 images = F.interpolate(images.float(), size=targets.shape[-2:], mode="bilinear", align_corners=False)
             on_batch(index, images, targets, predictions)
     confusion.all_reduce()

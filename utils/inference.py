@@ -53,8 +53,10 @@ def mirror_pad(images: torch.Tensor, margin: int) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: torch.Tensor, num_classes: int,
-                   cfg: InferenceConfig | None = None) -> torch.Tensor:
-    """Average logits [N, C, H, W] over the configured scales and flips, at the input's resolution.
+                   cfg: InferenceConfig | None = None,
+                   size: tuple[int, int] | torch.Size | None = None) -> torch.Tensor:
+    """Average logits [N, C, H, W] over the configured scales and flips, at the input's resolution,
+    or bilinearly resized to `size` (the labels' or the original image's, when the input was resized).
 
     With `mirror_margin` m, the model sees the image reflect-padded by m pixels on
     every side (whole, or tile by tile), so that pixels near the border get
@@ -90,4 +92,6 @@ def predict_logits(model: nn.Module, images: torch.Tensor, num_classes: int,
     total = total / (len(cfg.scales) * (2 if cfg.flip else 1))
     if margin:
         total = total[..., margin:margin + original_h, margin:margin + original_w]
+    if size is not None and tuple(total.shape[-2:]) != tuple(size):
+        total = F.interpolate(total.float(), size=tuple(size), mode="bilinear", align_corners=False)
     return total
