@@ -25,6 +25,7 @@ import torchvision
 from torch import nn
 
 import config
+from .layers import PaddedConv2d
 
 
 class Backbone(nn.Module):
@@ -153,7 +154,7 @@ def vgg(arch: str = "vgg16", pretrained: bool = False, *, with_fc: bool = False,
             raise ValueError("pretrained fc6/fc7 need fc_channels=4096")
         # With pretrained weights the 120M values are copied anyway: skip their random init.
         with torch.device("meta") if pretrained else contextlib.nullcontext():
-            fc6 = nn.Conv2d(512, fc_channels, 7, padding=3)
+            fc6 = PaddedConv2d(512, fc_channels, 7, padding=3)  # not padding=3: see PaddedConv2d
             fc7 = nn.Conv2d(fc_channels, fc_channels, 1)
         if pretrained:
             fc6.to_empty(device="cpu")

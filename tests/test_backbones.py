@@ -7,6 +7,7 @@ from torch import nn
 
 from models import backbones
 from models.backbones import build_backbone, list_backbones, weight_path, weight_url
+from models.layers import PaddedConv2d
 
 # torchvision's documented ImageNet parameter counts (the `num_params` of each
 # IMAGENET1K_V1 weight entry, shown in torchvision's model documentation).
@@ -160,3 +161,28 @@ def test_densenet_legacy_key_fix_leaves_other_keys_alone():
     fixed = backbones._fix_legacy_keys("densenet121", keys)
     assert set(fixed) == {"features.denseblock1.denselayer1.norm1.weight",
                           "features.denseblock1.denselayer1.norm1.num_batches_tracked", "features.norm5.weight"}
+
+
+@pytest.mark.parametrize("size", [(3, 4), (6, 6), (11, 9)])  # smaller and larger than the 7 x 7 kernel
+def test_padded_conv_is_conv_with_padding(size):
+    # fc6 pads its input explicitly (a CPU speed fix); function, gradients and keys stay nn.Conv2d's
+    torch.manual_seed(0)
+    reference = nn.Conv2d(8, 5, 7, padding=3)
+    padded = PaddedConv2d(8, 5, 7, padding=3)
+    padded.load_state_dict(reference.state_dict())  # strict: the same keys and shapes
+    x = torch.randn(2, 8, *size, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_()
+    out, out_ref = padded(x), reference(x_ref)
+    assert out.shape == out_ref.shape == (2, 5, *size)
+    torch.testing.assert_close(out, out_ref)
+    upstream = torch.randn_like(out)
+    (out * upstream).sum().backward()
+    (out_ref * upstream).sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad)
+    torch.testing.assert_close(padded.weight.grad, reference.weight.grad)
+
+
+def test_vgg_fc6_keeps_the_stride_32_map_size():
+    backbone = build_backbone("vgg16", with_fc=True, fc_channels=8)
+    assert isinstance(backbone.stages[-1][0], PaddedConv2d)
+    assert backbone(torch.randn(1, 3, 96, 160))[-1].shape == (1, 8, 3, 5)

@@ -7,10 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import SHARED_DATA
 from fake_data import make
+from tools.results_figure import TITLE_HEIGHT
 from utils.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,14 +57,23 @@ def test_isbi_script_two_iterations_then_report_and_figure(isbi_root, tmp_path):
     figure = tmp_path / "figure.png"
     run([ROOT / "tools/results_figure.py", run_dir / "best.pth", "--out", figure, "--num", "2",
          "--device", "cpu"], tmp_path)
-    from PIL import Image
+    side = report_size(isbi_root)
     with Image.open(figure) as img:
-        height = 2 * report_size(isbi_root) + 4
-        assert img.size == (3 * report_size(isbi_root) + 8, height) and img.mode == "RGB"
+        assert img.size == (3 * side + 8, TITLE_HEIGHT + 2 * side + 4) and img.mode == "RGB"
+    # two checkpoints: one more column; the same checkpoint twice draws the same prediction twice
+    run([ROOT / "tools/results_figure.py", run_dir / "best.pth", run_dir / "best.pth", "--out", figure,
+         "--indices", "0", "--device", "cpu"], tmp_path)
+    with Image.open(figure) as img:
+        picture = np.asarray(img)
+    assert picture.shape == (TITLE_HEIGHT + side, 4 * side + 12, 3)
+    panels = [picture[TITLE_HEIGHT:, c * (side + 4):c * (side + 4) + side] for c in range(4)]
+    assert np.array_equal(panels[2], panels[3])
+    with Image.open(isbi_root / "label" / "25.png") as label:  # membrane 0 -> black, cell 1 -> white
+        truth = np.asarray(label) > 127
+    assert np.array_equal(panels[1].min(axis=2) > 127, truth)
 
 
 def report_size(root: Path) -> int:
-    from PIL import Image
     with Image.open(root / "image" / "25.png") as img:
         return img.size[0]
 

@@ -1,12 +1,14 @@
-"""A results picture from a checkpoint: image | ground truth | prediction, one row per image.
+"""A results picture from one or more checkpoints: image | ground truth | prediction of each.
 
     python tools/results_figure.py runs/camvid-seg-net/best.pth --out docs/camvid.png --num 3
-    python tools/results_figure.py CKPT --out fig.png --indices 0 17 42 --split val --data-root DIR
+    python tools/results_figure.py A.pth B.pth C.pth --out compare.png --indices 0 17 42
 
-Images come from the checkpoint's validation split (or --split), predictions from the
-checkpoint's validation settings (whole / sliding window, base size, mirror margin);
-ground truth and prediction are drawn in the data set's palette (ignore pixels white),
-at the labels' resolution. Rows are the first --num images, or --indices.
+One row per image, one column per checkpoint after the image and its ground truth, and a
+title strip naming the columns. Images come from the first checkpoint's validation split
+(or --split); each checkpoint predicts with its own validation settings (whole / sliding
+window, base size, mirror margin). Ground truth and predictions are drawn in the data set's
+palette (ignore pixels white), at the labels' resolution. Rows are the first --num images,
+or --indices. Several checkpoints must share one data set.
 """
 import sys
 from pathlib import Path
@@ -18,7 +20,7 @@ import argparse
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageDraw
 
 import datasets
 from utils.engine import pick_device
@@ -27,56 +29,90 @@ from utils.inference_cli import load_for_inference
 from utils.joint_transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms
 from utils.visualize import colorize, denormalize
 
+TITLE_HEIGHT = 14  # pixels of the title strip: PIL's default bitmap font is 11 pixels high
+
+
+def column_title(state: dict) -> str:
+    """'u_net' or 'fcn8s (vgg16)': the checkpoint's model, and its backbone when it has one."""
+    backbone = state["config"].get("backbone")
+    return f"{state['model']} ({backbone})" if backbone else state["model"]
+
 
 def main(argv=None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint")
+    parser.add_argument("checkpoints", nargs="+", metavar="checkpoint")
     parser.add_argument("--out", required=True, help="PNG file to write")
     parser.add_argument("--num", type=int, default=3, help="the first N images of the split")
     parser.add_argument("--indices", type=int, nargs="+", default=None, help="these images instead")
-    parser.add_argument("--split", default=None, help="default: the checkpoint's val split")
-    parser.add_argument("--data-root", default=None, help="default: the checkpoint's")
+    parser.add_argument("--split", default=None, help="default: the first checkpoint's val split")
+    parser.add_argument("--data-root", default=None, help="default: the first checkpoint's")
     parser.add_argument("--gap", type=int, default=4, help="white pixels between panels")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     args = parser.parse_args(argv)
     device = pick_device(args.device)
-    state, model = load_for_inference(args.checkpoint, device)
-    cfg = state["config"]
-    dataset = datasets.build_dataset(state["dataset"], args.split or cfg["val_split"],
-                                     args.data_root or cfg["data_root"], eval_transforms(cfg["val_base_size"] or None),
-                                     **state["dataset_kwargs"])
-    indices = args.indices if args.indices is not None else list(range(min(args.num, len(dataset))))
-    bad = [i for i in indices if not 0 <= i < len(dataset)]
+    loaded = [(path, *load_for_inference(path, device)) for path in args.checkpoints]
+    first = loaded[0][1]
+    for path, state, _ in loaded[1:]:
+        if (state["dataset"], state["num_classes"]) != (first["dataset"], first["num_classes"]):
+            raise SystemExit(f"results_figure.py: {path} is {state['dataset']} with {state['num_classes']} classes, "
+                             f"but {args.checkpoints[0]} is {first['dataset']} with {first['num_classes']}: "
+                             "one picture compares checkpoints of one data set")
+    split = args.split or first["config"]["val_split"]
+    data_root = args.data_root or first["config"]["data_root"]
+
+    def dataset_for(state: dict):
+        # each checkpoint sees the images at its own validation base size; the labels stay full size
+        return datasets.build_dataset(state["dataset"], split, data_root,
+                                      eval_transforms(state["config"]["val_base_size"] or None),
+                                      **state["dataset_kwargs"])
+
+    columns = [(state, model, dataset_for(state)) for _, state, model in loaded]
+    size = len(columns[0][2])
+    indices = args.indices if args.indices is not None else list(range(min(args.num, size)))
+    bad = [i for i in indices if not 0 <= i < size]
     if bad or not indices:
-        raise SystemExit(f"results_figure.py: indices {bad or indices} outside 0..{len(dataset) - 1}")
-    inference = InferenceConfig(mode=cfg["val_mode"], tile=cfg["val_tile"], stride=cfg["val_stride"],
-                                mirror_margin=cfg.get("val_mirror_margin", 0))
-    palette = state["palette"]
+        raise SystemExit(f"results_figure.py: indices {bad or indices} outside 0..{size - 1}")
+    palette = first["palette"]
     rows = []
     for index in indices:
-        image, mask = dataset[index]
-        image = image.as_subclass(torch.Tensor)[None].to(device)
+        image, mask = columns[0][2][index]
         mask = mask.as_subclass(torch.Tensor)
-        logits = predict_logits(model, image, state["num_classes"], inference, size=mask.shape[-2:])
-        if image.shape[-2:] != mask.shape[-2:]:  # a validation base size: show everything at the labels' size
-            image = F.interpolate(image, size=mask.shape[-2:], mode="bilinear", align_corners=False)
-        prediction = logits.argmax(1)[0].cpu()
-        panels = [denormalize(image[0].cpu(), IMAGENET_MEAN, IMAGENET_STD), colorize(mask, palette),
-                  colorize(prediction, palette)]
+        # the image panel is shown at the labels' size whatever base size the model saw
+        shown = F.interpolate(image.as_subclass(torch.Tensor)[None].float(), size=mask.shape[-2:],
+                              mode="bilinear", align_corners=False)[0]
+        panels = [denormalize(shown, IMAGENET_MEAN, IMAGENET_STD), colorize(mask, palette)]
+        for state, model, dataset in columns:
+            cfg = state["config"]
+            inference = InferenceConfig(mode=cfg["val_mode"], tile=cfg["val_tile"], stride=cfg["val_stride"],
+                                        mirror_margin=cfg.get("val_mirror_margin", 0))
+            model_image = dataset[index][0].as_subclass(torch.Tensor)[None].to(device)
+            logits = predict_logits(model, model_image, state["num_classes"], inference, size=mask.shape[-2:])
+            panels.append(colorize(logits.argmax(1)[0].cpu(), palette))
         rows.append([p.permute(1, 2, 0).numpy() for p in panels])
-    height = max(r[0].shape[0] for r in rows)
-    width = max(r[0].shape[1] for r in rows)
-    g = args.gap
-    canvas = np.full((len(rows) * (height + g) - g, 3 * (width + g) - g, 3), 255, dtype=np.uint8)
-    for r, panels in enumerate(rows):
-        for c, panel in enumerate(panels):
-            y, x = r * (height + g), c * (width + g)
-            canvas[y:y + panel.shape[0], x:x + panel.shape[1]] = panel
+    titles = ["image", "ground truth"] + [column_title(state) for state, _, _ in columns]
+    canvas = tile_panels(rows, titles, args.gap)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(canvas).save(out)
-    print(f"wrote {out}: image | ground truth | prediction for {state['dataset']} images {indices}")
+    print(f"wrote {out}: {' | '.join(titles)} for {first['dataset']} {split} images {indices}")
     return out
+
+
+def tile_panels(rows: list[list[np.ndarray]], titles: list[str], gap: int) -> np.ndarray:
+    """A white uint8 canvas: a title strip, then the [H, W, 3] panels in a grid `gap` pixels apart."""
+    height = max(p.shape[0] for r in rows for p in r)
+    width = max(p.shape[1] for r in rows for p in r)
+    canvas = np.full((TITLE_HEIGHT + len(rows) * (height + gap) - gap, len(titles) * (width + gap) - gap, 3),
+                     255, dtype=np.uint8)
+    for r, panels in enumerate(rows):
+        for c, panel in enumerate(panels):
+            y, x = TITLE_HEIGHT + r * (height + gap), c * (width + gap)
+            canvas[y:y + panel.shape[0], x:x + panel.shape[1]] = panel
+    picture = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(picture)
+    for c, title in enumerate(titles):
+        draw.text((c * (width + gap) + 2, 1), title, fill=(0, 0, 0))
+    return np.asarray(picture)
 
 
 if __name__ == "__main__":

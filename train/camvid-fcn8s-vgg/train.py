@@ -12,8 +12,8 @@ iterations, weight decay 5e-4) with FCN's optimiser: SGD, momentum 0.9, a
 constant learning rate of 1e-4 (SegNet's 0.1 diverges on VGG16 without
 BatchNorm). Validation whole-image on val.
 
-CPU recipe (2 cores: a SegNet step took 4.5 s on an otherwise idle 2-core CPU, and
-400 steps, about 4 epochs, ran in 32 minutes with validation; 800 fit in about an hour; the same flags as camvid-seg-net and
+CPU recipe (400 steps, about 4 epochs, ran in 37 min 26 s with validation on an idle
+2-core CPU, val mean_iu 0.3139; the same flags as camvid-seg-net and
 camvid-u-net, less the width, which VGG16 fixes):
     python train/camvid-fcn8s-vgg/train.py --no-pretrained \\
         --base-size 180 --val-base-size 180 --crop-size 180 --batch-size 4 \\

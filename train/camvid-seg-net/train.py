@@ -22,8 +22,8 @@ Paper setting, and how it is set here:
   iterations (about 330 epochs) is our choice; weight decay 5e-4 ours too.
 Reported: see the paper's CamVid table; we do not quote a figure here.
 
-CPU recipe (2 cores: a SegNet step took 4.5 s on an otherwise idle 2-core CPU, and
-400 steps, about 4 epochs, ran in 32 minutes with validation; 800 fit in about an hour; the same flags for camvid-seg-net,
+CPU recipe (400 steps, about 4 epochs, ran in 32 min 29 s with validation on an idle
+2-core CPU, val mean_iu 0.2500; 800 fit in about an hour; the same flags for camvid-seg-net,
 camvid-u-net and camvid-fcn8s-vgg, so the three rows compare):
     python train/camvid-seg-net/train.py --no-pretrained \
         --base-size 180 --val-base-size 180 --crop-size 180 --batch-size 4 \
