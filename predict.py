@@ -13,6 +13,7 @@ validation settings.
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +62,7 @@ def collect_images(inputs: list[str], out_dir: Path | None = None) -> list[tuple
             raise SystemExit(f"predict.py: input {item} is neither an image file nor a folder")
     if not found:
         raise SystemExit(f"predict.py: no images ({', '.join(IMAGE_SUFFIXES)}) found in {', '.join(inputs)}")
-    names = [str(name) for _, name in found]
-    clashes = sorted({n for n in names if names.count(n) > 1})
+    clashes = sorted(name for name, count in Counter(str(name) for _, name in found).items() if count > 1)
     if clashes:
         raise SystemExit(f"predict.py: several inputs would be written as {clashes[0]}.png; pass them separately "
                          f"or rename them")

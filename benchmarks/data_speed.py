@@ -31,7 +31,7 @@ import torch  # noqa: E402
 import datasets  # noqa: E402
 import models  # noqa: E402
 from utils.data import EpochBatches, train_loader  # noqa: E402
-from utils.engine import TrainConfig  # noqa: E402
+from utils.engine import TrainConfig, autocast_dtype, pick_device  # noqa: E402
 from utils.joint_transforms import train_transforms  # noqa: E402
 from utils.losses import SegmentationLoss  # noqa: E402
 
@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--channels-last", action="store_true")
     args = parser.parse_args(argv)
 
-    gpu = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-    device = torch.device("cuda" if gpu else "cpu")
+    device = pick_device(args.device)
+    gpu = device.type == "cuda"
     kwargs = args.dataset_kwargs if args.dataset_kwargs is not None else (
         {"size": 1024} if args.dataset == "shapes" else {})
     where = torch.cuda.get_device_name() if gpu else f"CPU, {torch.get_num_threads()} threads"
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     model = models.build_model(name, dataset.num_classes, pretrained=False, **model_kwargs).to(device).train()
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
-    dtype = (torch.float16 if gpu and not torch.cuda.is_bf16_supported() else torch.bfloat16) if args.amp else None
+    dtype = autocast_dtype(device) if args.amp else None
     criterion = SegmentationLoss(dataset.ignore_index).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, **({"fused": True} if gpu else {}))
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import models  # noqa: E402
+from utils.engine import autocast_dtype, pick_device  # noqa: E402
 from utils.sliding_window import sliding_window, tile_starts  # noqa: E402
 
 
@@ -74,8 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--channels-last", action="store_true")
     args = parser.parse_args(argv)
 
-    gpu = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-    device = torch.device("cuda" if gpu else "cpu")
+    device = pick_device(args.device)
+    gpu = device.type == "cuda"
     name = args.model or ("psp_net" if gpu else "u_net")
     kwargs = args.model_kwargs if args.model_kwargs is not None else ({} if gpu or args.model else {"width": 8})
     height, width = args.height or (1024 if gpu else 256), args.width or (2048 if gpu else 512)
@@ -88,9 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     model = models.build_model(name, args.classes, pretrained=False, **kwargs).to(device).eval()
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
-    dtype = None
-    if args.amp:
-        dtype = torch.float16 if gpu and not torch.cuda.is_bf16_supported() else torch.bfloat16
+    dtype = autocast_dtype(device) if args.amp else None
 
     def predict(tiles: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):

@@ -100,6 +100,7 @@ def measure(spec: dict) -> dict:
     """Run in a child process: time `steps` training steps after `warmup` ones."""
     import torch
 
+    from utils.engine import autocast_dtype
     from utils.losses import SegmentationLoss
 
     device = torch.device(spec["device"])
@@ -112,9 +113,7 @@ def measure(spec: dict) -> dict:
     if flags.get("channels_last"):
         model.to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if flags.get("compile") else model
-    dtype = None
-    if flags.get("amp"):
-        dtype = torch.float16 if device.type == "cuda" and not torch.cuda.is_bf16_supported() else torch.bfloat16
+    dtype = autocast_dtype(device) if flags.get("amp") else None
     criterion = SegmentationLoss(255, 0.4).to(device)
     fused = {"fused": True} if device.type == "cuda" else {}
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, weight_decay=1e-4, **fused)
@@ -205,6 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     import models
+    from utils.engine import pick_device
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -229,8 +229,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(measure(json.loads(args.child))))
         return
 
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
-    device = "cpu" if device == "auto" else device
+    device = pick_device(args.device).type  # "cuda" or "cpu": the children take it as JSON
     gpu = device == "cuda"
     crop = args.crop or (512 if gpu else 128)
     batch = args.batch or (8 if gpu else 2)

@@ -6,9 +6,10 @@
 One row per image, one column per checkpoint after the image and its ground truth, and a
 title strip naming the columns. Images come from the first checkpoint's validation split
 (or --split); each checkpoint predicts with its own validation settings (whole / sliding
-window, base size, mirror margin). Ground truth and predictions are drawn in the data set's
-palette (ignore pixels white), at the labels' resolution. Rows are the first --num images,
-or --indices. Several checkpoints must share one data set.
+window, base size, mirror margin), which eval.py's inference flags override. Ground truth
+and predictions are drawn in the data set's palette (ignore pixels white), at the labels'
+resolution. Rows are the first --num images, or --indices. Several checkpoints must share
+one data set.
 """
 import sys
 from pathlib import Path
@@ -19,13 +20,14 @@ import argparse
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 import datasets
+from models.layers import resize
 from utils.engine import pick_device
-from utils.inference import InferenceConfig, predict_logits
-from utils.inference_cli import load_for_inference
+from utils.inference import predict_logits
+from utils.inference_cli import (add_inference_args, base_size, check_inference_args, inference_config,
+                                 load_for_inference)
 from utils.joint_transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms
 from utils.visualize import colorize, denormalize
 
@@ -47,8 +49,9 @@ def main(argv=None) -> Path:
     parser.add_argument("--split", default=None, help="default: the first checkpoint's val split")
     parser.add_argument("--data-root", default=None, help="default: the first checkpoint's")
     parser.add_argument("--gap", type=int, default=4, help="white pixels between panels")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    add_inference_args(parser)
     args = parser.parse_args(argv)
+    check_inference_args(parser, args)
     device = pick_device(args.device)
     loaded = [(path, *load_for_inference(path, device)) for path in args.checkpoints]
     first = loaded[0][1]
@@ -63,10 +66,11 @@ def main(argv=None) -> Path:
     def dataset_for(state: dict):
         # each checkpoint sees the images at its own validation base size; the labels stay full size
         return datasets.build_dataset(state["dataset"], split, data_root,
-                                      eval_transforms(state["config"]["val_base_size"] or None),
+                                      eval_transforms(base_size(args, state["config"]) or None),
                                       **state["dataset_kwargs"])
 
-    columns = [(state, model, dataset_for(state)) for _, state, model in loaded]
+    columns = [(state, model, dataset_for(state), inference_config(args, state["config"], "results_figure.py"))
+               for _, state, model in loaded]
     size = len(columns[0][2])
     indices = args.indices if args.indices is not None else list(range(min(args.num, size)))
     bad = [i for i in indices if not 0 <= i < size]
@@ -75,21 +79,17 @@ def main(argv=None) -> Path:
     palette = first["palette"]
     rows = []
     for index in indices:
-        image, mask = columns[0][2][index]
-        mask = mask.as_subclass(torch.Tensor)
-        # the image panel is shown at the labels' size whatever base size the model saw
-        shown = F.interpolate(image.as_subclass(torch.Tensor)[None].float(), size=mask.shape[-2:],
-                              mode="bilinear", align_corners=False)[0]
-        panels = [denormalize(shown, IMAGENET_MEAN, IMAGENET_STD), colorize(mask, palette)]
-        for state, model, dataset in columns:
-            cfg = state["config"]
-            inference = InferenceConfig(mode=cfg["val_mode"], tile=cfg["val_tile"], stride=cfg["val_stride"],
-                                        mirror_margin=cfg.get("val_mirror_margin", 0))
-            model_image = dataset[index][0].as_subclass(torch.Tensor)[None].to(device)
-            logits = predict_logits(model, model_image, state["num_classes"], inference, size=mask.shape[-2:])
+        panels = []
+        for column, (state, model, dataset, inference) in enumerate(columns):
+            image, mask = (t.as_subclass(torch.Tensor) for t in dataset[index])
+            if column == 0:  # the image at the labels' size, whatever base size the model saw
+                shown = resize(image[None].float(), mask.shape[-2:])[0]
+                panels += [denormalize(shown, IMAGENET_MEAN, IMAGENET_STD), colorize(mask, palette)]
+            logits = predict_logits(model, image[None].to(device), state["num_classes"], inference,
+                                    size=mask.shape[-2:])
             panels.append(colorize(logits.argmax(1)[0].cpu(), palette))
         rows.append([p.permute(1, 2, 0).numpy() for p in panels])
-    titles = ["image", "ground truth"] + [column_title(state) for state, _, _ in columns]
+    titles = ["image", "ground truth"] + [column_title(state) for state, _, _, _ in columns]
     canvas = tile_panels(rows, titles, args.gap)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -31,10 +31,9 @@ import numpy as np
 import torch
 
 import config
-from datasets.base import FilePairDataset, make_mask
+from datasets.base import IGNORE_INDEX, FilePairDataset, make_mask
 
 METHODS = ("none", "median-freq", "inverse-log")
-IGNORE_INDEX = 255
 
 
 def count_pixels(masks: Iterable, num_classes: int, ignore_index: int = IGNORE_INDEX) -> dict:

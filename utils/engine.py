@@ -196,6 +196,11 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def autocast_dtype(device: torch.device) -> torch.dtype:
+    """The mixed-precision dtype on `device`: bf16 where supported, else fp16 (GPUs before Ampere)."""
+    return torch.float16 if device.type == "cuda" and not torch.cuda.is_bf16_supported() else torch.bfloat16
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2 ** 32)
@@ -349,9 +354,7 @@ class Trainer:
             # bf16 units ran about 40 times slower than fp32.
             print("note: --amp on the CPU uses bf16, which is much slower than fp32 on CPUs without "
                   "native bf16 support; --amp is meant for GPUs")
-        if self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            return torch.float16
-        return torch.bfloat16
+        return autocast_dtype(self.device)
 
     def _init_from(self, model: nn.Module, path: str) -> None:
         # Partial loading is the point (FCN-16s from FCN-32s, fine-tuning on another class
@@ -367,11 +370,13 @@ class Trainer:
                                   f"{self.cfg.model!r} with {self.num_classes} classes and options {self.model_kwargs}")
         model.load_state_dict(matched, strict=False)
         if self.main:
+            note = f"initialised {len(matched)}/{len(own)} tensors from {path} ({other})"
             reshaped = [k for k, v in source.items() if k in own and own[k].shape != v.shape]
-            print(f"initialised {len(matched)}/{len(own)} tensors from {path} ({other})"
-                  + (f"; {len(reshaped)} differ in shape and start fresh, e.g. {reshaped[0]}"
-                     + (f" (the checkpoint has {state.get('num_classes')} classes, this run {self.num_classes})"
-                        if state.get("num_classes") != self.num_classes else "") if reshaped else ""))
+            if reshaped:
+                note += f"; {len(reshaped)} differ in shape and start fresh, e.g. {reshaped[0]}"
+                if state.get("num_classes") != self.num_classes:
+                    note += f" (the checkpoint has {state.get('num_classes')} classes, this run {self.num_classes})"
+            print(note)
 
     def _resume(self) -> None:
         # On the CPU: RNG states must stay there, and load_state_dict copies the rest to the device.

@@ -4,10 +4,11 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
+
+from models.layers import resize
 
 from .inference import InferenceConfig, predict_logits
 from .metrics import ConfusionMatrix
@@ -45,9 +46,7 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
         predictions = logits.argmax(1)
         confusion.update(predictions, targets)
         if on_batch is not None:
-            if images.shape[-2:] != targets.shape[-2:]:
-                images = F.interpolate(images.float(), size=targets.shape[-2:], mode="bilinear", align_corners=False)
-            on_batch(index, images, targets, predictions)
+            on_batch(index, resize(images.float(), targets.shape[-2:]), targets, predictions)
     confusion.all_reduce()
     model.train(was_training)
     return confusion.compute()

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.layers import resize
+
 from .sliding_window import sliding_window
 
 
@@ -86,12 +88,11 @@ def predict_logits(model: nn.Module, images: torch.Tensor, num_classes: int,
             logits = run(view)
             if k == 1:
                 logits = logits.flip(-1)
-            if logits.shape[-2:] != (height, width):
-                logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+            logits = resize(logits, (height, width))
             total = logits if total is None else total + logits
     total = total / (len(cfg.scales) * (2 if cfg.flip else 1))
     if margin:
         total = total[..., margin:margin + original_h, margin:margin + original_w]
-    if size is not None and tuple(total.shape[-2:]) != tuple(size):
-        total = F.interpolate(total.float(), size=tuple(size), mode="bilinear", align_corners=False)
+    if size is not None:
+        total = resize(total.float(), size)
     return total

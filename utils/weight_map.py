@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-IGNORE_INDEX = 255
+from datasets.base import IGNORE_INDEX
 
 
 def class_balance_weights(mask: np.ndarray, ignore_index: int = IGNORE_INDEX) -> np.ndarray:

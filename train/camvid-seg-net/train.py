@@ -20,7 +20,8 @@ Paper setting, and how it is set here:
   out), cached and printed at start (utils/class_weights.py).
 - Iterations: the paper trains until the training loss converges; 10000
   iterations (about 330 epochs) is our choice; weight decay 5e-4 ours too.
-Reported: see the paper's CamVid table; we do not quote a figure here.
+Reported: 60.1 mIoU on CamVid test at 360 x 480 (global accuracy 90.4, class average
+71.2; Badrinarayanan et al., TPAMI 2017).
 
 CPU recipe (400 steps, about 4 epochs, ran in 32 min 29 s with validation on an idle
 2-core CPU, val mean_iu 0.2500; 800 fit in about an hour; the same flags for camvid-seg-net,
