@@ -4,10 +4,17 @@
     python eval.py CKPT --split val --mode slide --tile 512 --stride 341 --scales 0.75 1.0 1.25 --flip \
         --save-dir preds/ --json metrics.json
 
-The model, data set and validation settings come from the checkpoint; flags
-override them. Prints acc, acc_cls, mean_iu, fwavacc and a per-class IoU table.
+The model, data set, input normalisation, validation settings and precision
+(--amp, --channels-last) come from the checkpoint, so eval.py reproduces the
+run's own validation figures; flags override them. Prints acc, acc_cls, mean_iu,
+fwavacc, mean_dice and a per-class IoU and Dice table.
 Metrics are always computed against the original-resolution labels: with
---base-size the images are resized for the model and its logits resized back.
+--base-size the images are resized for the model and its logits resized back
+(with the model's own align_corners convention).
+--protocol semseg is the test of PSPNet's authors (hszhao/semseg), under which
+their published figures were measured: e.g. for VOC 2012 and ADE20K
+`--protocol semseg --long-side 512 --tile 473`, for Cityscapes
+`--protocol semseg --long-side 2048 --tile 713` (see utils/semseg_protocol.py).
 
 Runs on the GPU when there is one (--device). Images are batched (--batch-size;
 1 for data sets whose images differ in size). Memory: whole-image inference
@@ -34,9 +41,9 @@ from utils.data import eval_loader
 from utils.engine import pick_device
 from utils.evaluation import evaluate
 from utils.inference_cli import (add_inference_args, base_size, check_inference_args, inference_config,
-                                 load_for_inference)
-from utils.joint_transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms
-from utils.visualize import denormalize, overlay, save_palette_png
+                                 input_norm, load_for_inference, precision)
+from utils.joint_transforms import eval_transforms
+from utils.visualize import overlay, save_palette_png
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -55,9 +62,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def format_table(metrics: dict, classes: list[str]) -> str:
-    lines = [f"{'class':<24}{'IoU':>8}"]
-    for name, iou in zip(classes, metrics["iou"]):
-        lines.append(f"{name:<24}{'n/a' if iou != iou else f'{iou:.4f}':>8}")
+    """Per-class IoU and Dice (F1); 'n/a' for a class absent from both labels and predictions."""
+    lines = [f"{'class':<24}{'IoU':>8}{'Dice':>8}"]
+    for name, iou, dice in zip(classes, metrics["iou"], metrics["dice"]):
+        cells = ["n/a" if value != value else f"{value:.4f}" for value in (iou, dice)]  # NaN: absent class
+        lines.append(f"{name:<24}{cells[0]:>8}{cells[1]:>8}")
     return "\n".join(lines)
 
 
@@ -68,8 +77,10 @@ def main(argv=None) -> dict:
     cfg = state["config"]
     split = args.split or cfg["val_split"]
     inference = inference_config(args, cfg, "eval.py")
+    channels_last, amp_dtype = precision(args, cfg, device, model)
+    norm = input_norm(state)
     dataset = datasets.build_dataset(state["dataset"], split, args.data_root or cfg["data_root"],
-                                     eval_transforms(base_size(args, cfg) or None), **state["dataset_kwargs"])
+                                     eval_transforms(base_size(args, cfg) or None, norm=norm), **state["dataset_kwargs"])
     if not getattr(dataset, "has_labels", True):
         # Cityscapes keeps images in one subfolder per city: name the split's folder.
         folder = Path(dataset.samples[0][0]).parent.parent if len(dataset) else "IMAGE_FOLDER"
@@ -93,20 +104,28 @@ def main(argv=None) -> dict:
                 seen[0] += 1
                 pred = prediction.cpu().numpy().astype(np.uint8)
                 save_palette_png(pred, palette, save_dir / f"{name}.png")
-                rgb = denormalize(image, IMAGENET_MEAN, IMAGENET_STD).permute(1, 2, 0).cpu().numpy()
+                rgb = norm.denormalize(image).permute(1, 2, 0).cpu().numpy()
                 Image.fromarray(overlay(rgb, pred, palette)).save(save_dir / f"{name}_overlay.png")
 
     metrics = evaluate(model, loader, state["num_classes"], device, inference, dataset.ignore_index,
-                       on_batch=on_batch, progress=sys.stderr.isatty())
-    print(f"{state['model']} on {state['dataset']} {split} ({len(dataset)} images, {inference.mode}, "
-          f"scales {list(inference.scales)}{', flip' if inference.flip else ''})")
+                       on_batch=on_batch, progress=sys.stderr.isatty(), channels_last=channels_last,
+                       autocast_dtype=amp_dtype)
+    settings = [inference.mode, f"scales {list(inference.scales)}"] + ["flip"] * inference.flip
+    if inference.protocol == "semseg":  # the authors' test: always crops, always the mirror image
+        settings = [f"semseg protocol: long side {inference.long_side or 'as is'}, crops {inference.tile} at "
+                    f"stride {inference.stride}, flip", f"scales {list(inference.scales)}"]
+    settings += [f"amp {str(amp_dtype).split('.')[-1]}"] * (amp_dtype is not None) + ["channels_last"] * channels_last
+    print(f"{state['model']} on {state['dataset']} {split} ({len(dataset)} images, {', '.join(settings)})")
     for key in ("acc", "acc_cls", "mean_iu", "fwavacc"):
         print(f"{key:<8} {metrics[key]:.4f}")
+    print(f"mean_dice {metrics['mean_dice']:.4f}")
     print(format_table(metrics, state["classes"]))
     if args.json:
         record = {"checkpoint": str(args.checkpoint), "split": split, "mode": inference.mode,
+                  "protocol": inference.protocol,
                   "scales": list(inference.scales), "flip": inference.flip, **metrics,
-                  "iou_per_class": dict(zip(state["classes"], metrics["iou"]))}
+                  "iou_per_class": dict(zip(state["classes"], metrics["iou"])),
+                  "dice_per_class": dict(zip(state["classes"], metrics["dice"]))}
         Path(args.json).write_text(json.dumps(record, indent=2))
     return metrics
 

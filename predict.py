@@ -7,8 +7,9 @@ the image's own size) and NAME_overlay.png (the colours blended over the
 image). Folders are searched recursively and their subfolders are mirrored
 under --out (Cityscapes' leftImg8bit/test/<city>/ gives <out>/<city>/).
 Inference options are those of eval.py (--mode, --tile, --stride, --tile-batch,
---base-size, --scales, --flip, --device); by default the checkpoint's
-validation settings.
+--base-size, --scales, --flip, --protocol, --long-side, --device, --amp,
+--channels-last); by default
+the checkpoint's validation settings, input normalisation and precision.
 """
 from __future__ import annotations
 
@@ -21,14 +22,14 @@ import torch
 from PIL import Image
 
 from datasets.base import DatasetError, read_image
+from datasets.pairing import IMAGE_SUFFIXES  # the formats the folder data set reads
 from utils.engine import pick_device
 from utils.inference import predict_logits
 from utils.inference_cli import (add_inference_args, base_size, check_inference_args, inference_config,
-                                 load_for_inference)
+                                 input_norm, load_for_inference, precision)
 from utils.joint_transforms import ResizeShorterSide, eval_transforms
 from utils.visualize import overlay, save_palette_png
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -78,7 +79,8 @@ def main(argv=None) -> list[Path]:
     size = base_size(args, cfg)
     out_dir = Path(args.out)
     paths = collect_images(args.inputs, out_dir)
-    normalise = eval_transforms()
+    channels_last, amp_dtype = precision(args, cfg, device, model)
+    normalise = eval_transforms(norm=input_norm(state))
     resize = ResizeShorterSide(size) if size else None
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -90,7 +92,10 @@ def main(argv=None) -> list[Path]:
         height, width = image.shape[-2:]
         model_input = resize(image) if resize else image
         batch = normalise(model_input)[None].as_subclass(torch.Tensor).to(device)
-        logits = predict_logits(model, batch, state["num_classes"], inference, size=(height, width))
+        if channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = predict_logits(model, batch, state["num_classes"], inference, size=(height, width))
         prediction = logits.argmax(1)[0].cpu().numpy().astype(np.uint8)
         target = out_dir / f"{name}.png"
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ from utils.data import eval_loader
 from utils.engine import pick_device
 from utils.evaluation import evaluate
 from utils.inference_cli import (add_inference_args, base_size, check_inference_args, inference_config,
-                                 load_for_inference)
+                                 input_norm, load_for_inference, precision)
 from utils.joint_transforms import eval_transforms
 from utils.metrics import RandScore, rand_error
 
@@ -46,8 +46,10 @@ def main(argv=None) -> dict:
     state, model = load_for_inference(args.checkpoint, device)
     cfg = state["config"]
     inference = inference_config(args, cfg, "isbi_report.py")
+    channels_last, amp_dtype = precision(args, cfg, device, model)
     dataset = datasets.build_dataset(state["dataset"], args.split, args.data_root or cfg["data_root"],
-                                     eval_transforms(base_size(args, cfg) or None), **state["dataset_kwargs"])
+                                     eval_transforms(base_size(args, cfg) or None, input_norm(state)),
+                                     **state["dataset_kwargs"])
     pooled = RandScore(args.foreground)
     per_slice: list[float] = []
 
@@ -57,7 +59,8 @@ def main(argv=None) -> dict:
             per_slice.append(rand_error(prediction, target, args.foreground))
 
     metrics = evaluate(model, eval_loader(dataset, 1, 0, False), state["num_classes"], device, inference,
-                       dataset.ignore_index, on_batch=on_batch)
+                       dataset.ignore_index, on_batch=on_batch, channels_last=channels_last,
+                       autocast_dtype=amp_dtype)
     rand = pooled.compute()
     names = [dataset.sample_name(i) for i in range(len(dataset))]
     report = {"checkpoint": str(args.checkpoint), "split": args.split, "slices": names,

@@ -34,15 +34,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import child  # noqa: E402 - benchmarks/, the script's own folder
+from child import rss_mib  # noqa: E402
 
 FLAG_SETS = {
     "fp32": {},
@@ -58,11 +59,6 @@ TORCHVISION_PAIRS = [
      "deeplab_v3", {"backbone": "resnet50", "output_stride": 8, "aux": True}),
     ("fcn_resnet50", "fcn_resnet50", {"aux_loss": False}, "fcn8s", {"backbone": "resnet50"}),
 ]
-
-
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
 
 
 def build(spec: dict):
@@ -108,7 +104,7 @@ def measure(spec: dict) -> dict:
     torch.manual_seed(0)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    baseline = _rss_mib()
+    baseline = rss_mib()
     model = build(spec).to(device).train()
     if flags.get("channels_last"):
         model.to(memory_format=torch.channels_last)
@@ -155,16 +151,7 @@ def measure(spec: dict) -> dict:
 
 
 def run_child(spec: dict, timeout: float) -> dict:
-    command = [sys.executable, __file__, "--child", json.dumps(spec)]
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"over {timeout:.0f} s"}
-    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-    if result.returncode != 0 or not lines:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"error": last[:120]}
-    return json.loads(lines[-1])
+    return child.run_child(__file__, spec, timeout)
 
 
 def fmt(value: float | None, pattern: str) -> str:

@@ -74,10 +74,33 @@ def resolve_root(name: str, root: str | os.PathLike | None) -> Path:
     return path
 
 
+# PIL modes with more than 8 bits per pixel: PIL's own convert("RGB") clips them at 255.
+WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
+def to_rgb8(img: Image.Image) -> np.ndarray:
+    """An H x W x 3 uint8 array from any PIL image, by one documented rule.
+
+    8-bit images (RGB, RGBA, grey, palette, 1-bit, CMYK...) go through PIL's convert("RGB"):
+    grey is copied to the three channels, alpha is dropped. 16-bit, 32-bit and float images
+    (microscopy, medical) are stretched linearly from the image's own minimum..maximum to
+    0..255, because many use 10 to 12 of their 16 bits and a fixed shift would leave them
+    nearly black; a constant image becomes 0. Multi-page files (TIFF, GIF) give their first page.
+    """
+    if img.mode in WIDE_MODES:
+        values = np.asarray(img, dtype=np.float64)
+        low, high = float(values.min(initial=0.0)), float(values.max(initial=0.0))
+        scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+        grey = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    return np.asarray(img.convert("RGB"))
+
+
 def read_image(path: Path) -> tv_tensors.Image:
+    """An image file as uint8 3 x H x W (see `to_rgb8` for greyscale and 16-bit files)."""
     try:
         with Image.open(path) as img:
-            array = np.asarray(img.convert("RGB"))
+            array = to_rgb8(img)
     except Exception as err:  # PIL raises several types for bad files
         raise DatasetError(f"cannot read image {path}: {err}") from None
     return tv_tensors.Image(torch.from_numpy(array.copy()).permute(2, 0, 1))

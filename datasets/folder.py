@@ -1,31 +1,51 @@
-"""Folder: your own data, as images/ and masks/ with matching file stems.
+"""Folder: your own data, as a folder of images and a folder of masks.
 
-    <root>/images/<stem>.jpg|.png|...   any format PIL reads
-    <root>/masks/<stem>.png             class ids per pixel: a greyscale (L) PNG or a
-                                        palette (P) PNG whose indices are the class ids;
-                                        255 = ignored
-    <root>/classes.txt                  optional: one class name per line, in id order
-    <root>/splits/<split>.txt           optional: one stem per line, any split names
+    <root>/images/<stem>.png|jpg|tif|bmp|gif|webp   the images (greyscale and 16-bit: see base.to_rgb8)
+    <root>/masks/<stem>.png|gif|tif|bmp|jpg|webp    one mask per image
+    <root>/dataset.json                             optional declaration: what the mask values or
+                                                    colours mean, folders, name patterns
+                                                    (datasets/declaration.py, datasets/README.md)
+    <root>/classes.txt                              optional, without declared classes: one class
+                                                    name per line, in id order
+    <root>/splits/<split>.txt                       optional: one image stem per line, any split names
 
-Number of classes: the lines of classes.txt, else the `num_classes=` option, else
-inferred as (largest id found in masks/, 255 aside) + 1 by reading every mask once.
+With declared classes, each mask value (or colour) maps to its class; undeclared
+values are errors, JPEG masks are snapped to the declared values (mask_encoding.py).
+Without, masks hold class ids (255 = ignored) and the number of classes is the lines
+of classes.txt, else the `num_classes=` option, else (largest id found, 255 aside) + 1;
+every mask is read once when the data set is built, and masks that would be misread
+as class ids (only 0 and 255, two values, sparse grey levels, colour or JPEG masks)
+stop it with what to declare (suggest.py).
 Splits: with a splits/ folder, its lists (plus `all`); without one, `train`, `val`
 and `all` by a fixed rule: a stem whose CRC-32 is divisible by 5 goes to val (about
 20 %), the rest to train. The rule depends on the stem alone, so adding images never
 moves an existing image to the other split, and every machine agrees.
-Palette: the masks' own palette when they are palette PNGs, else generated.
+Palette: the declared colours; else the masks' own palette when they are class-id
+palette PNGs; else generated.
 """
 from __future__ import annotations
 
+import os
+import sys
 import zlib
 from pathlib import Path
+from typing import Any, Callable
 
+import numpy as np
 from PIL import Image
+from torchvision import tv_tensors
 
-from .base import (DatasetError, FilePairDataset, check_split, generated_palette, pair_by_stem,
-                   read_label_png, read_split_list, resolve_root)
+from .base import (DatasetError, FilePairDataset, check_split, generated_palette, make_mask,
+                   read_image, read_split_list, resolve_root)
+from .declaration import Declaration, load_declaration
+from .mask_encoding import MaskEncoder
+from .mask_files import MASK_SUFFIXES, RawMask, read_mask
+from .pairing import IMAGE_SUFFIXES, match_files, unpaired_error
+from .suggest import MaskSummary, Survey, misreading
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+# (path, modification time, size) -> the mask's value counts: the survey of undeclared masks reads
+# every mask when the train and val splits are built; the second build reuses the first's reads.
+_SURVEY_CACHE: dict[tuple[str, int, int], MaskSummary | None] = {}
 
 
 def default_split(stem: str) -> str:
@@ -33,62 +53,187 @@ def default_split(stem: str) -> str:
     return "val" if zlib.crc32(stem.encode("utf-8")) % 5 == 0 else "train"
 
 
+def split_names(root: Path) -> list[str]:
+    """The splits of the data set in `root`, `all` aside: its split lists, else train and val."""
+    split_dir = root / "splits"
+    lists = sorted(p.stem for p in split_dir.glob("*.txt")) if split_dir.is_dir() else []
+    return lists or ["train", "val"]
+
+
+def select_split(root: Path, pairs: list[tuple[Path, Path]], split: str, image_dir: Path) -> list[tuple[Path, Path]]:
+    """The pairs of `split`: from splits/<split>.txt when there are split lists, else by `default_split`."""
+    if split == "all":
+        return pairs
+    split_dir = root / "splits"
+    if split_dir.is_dir() and any(split_dir.glob("*.txt")):
+        by_stem = {image.stem: (image, mask) for image, mask in pairs}
+        stems = read_split_list(split_dir / f"{split}.txt")
+        missing = [s for s in stems if s not in by_stem]
+        if missing:
+            raise DatasetError(f"split list {split_dir / f'{split}.txt'} names {missing[0]!r}, "
+                               f"which has no image in {image_dir}")
+        chosen = [by_stem[s] for s in stems]
+    else:
+        chosen = [pair for pair in pairs if default_split(pair[0].stem) == split]
+    if not chosen:
+        raise DatasetError(f"split {split!r} of {root} is empty; write {split_dir / f'{split}.txt'}")
+    return chosen
+
+
 class Folder(FilePairDataset):
-    """A generic data set: images/ + masks/ (+ classes.txt, splits/); see the module docstring."""
+    """A generic data set: images + masks (+ dataset.json, classes.txt, splits/); see the module docstring.
 
-    def __init__(self, root=None, split: str = "train", transforms=None, *,
-                 num_classes: int | None = None) -> None:
+    Keyword options other than `num_classes` are declaration keys (`classes`, `ignore`,
+    `images`, `masks`, `image_name`, `mask_name`, `resize_masks`, `snap_distance`,
+    `max_far_fraction`); they replace the keys of the same name in `<root>/dataset.json`.
+    """
+
+    def __init__(self, root=None, split: str = "train", transforms: Callable | None = None, *,
+                 num_classes: int | None = None, **declaration: Any) -> None:
         self.root = resolve_root("folder", root)
-        split_dir = self.root / "splits"
-        lists = sorted(p.stem for p in split_dir.glob("*.txt")) if split_dir.is_dir() else []
-        check_split("folder", split, (lists or ["train", "val"]) + ["all"])
-        pairs = pair_by_stem(self.root / "images", self.root / "masks", image_suffixes=IMAGE_SUFFIXES)
-        if split != "all":
-            if lists:
-                by_stem = {image.stem: (image, mask) for image, mask in pairs}
-                stems = read_split_list(split_dir / f"{split}.txt")
-                missing = [s for s in stems if s not in by_stem]
-                if missing:
-                    raise DatasetError(f"split list {split_dir / f'{split}.txt'} names {missing[0]!r}, "
-                                       f"which has no image in {self.root / 'images'}")
-                pairs_in_split = [by_stem[s] for s in stems]
-            else:
-                pairs_in_split = [pair for pair in pairs if default_split(pair[0].stem) == split]
-            if not pairs_in_split:
-                raise DatasetError(f"split {split!r} of {self.root} is empty; write {split_dir / f'{split}.txt'}")
+        self.declaration: Declaration = load_declaration(self.root, declaration)
+        d = self.declaration
+        check_split("folder", split, split_names(self.root) + ["all"])
+        image_dir, mask_dir = self.root / d.images, self.root / d.masks
+        matching = match_files(image_dir, mask_dir, d.image_name, d.mask_name, IMAGE_SUFFIXES, MASK_SUFFIXES)
+        error = unpaired_error(matching, image_dir, mask_dir, d.image_name, d.mask_name)
+        if error is not None:
+            raise error
+        if not matching.pairs:
+            raise DatasetError(f"no images in {image_dir}")
+        pairs = matching.pairs
+        pairs_in_split = select_split(self.root, pairs, split, image_dir)
+        self.encoder = MaskEncoder(d) if d.declares_classes else None
+        if self.encoder is not None:
+            if num_classes is not None and num_classes != len(d.classes):
+                raise ValueError(f"num_classes={num_classes} but the declaration ({d.source}) lists "
+                                 f"{len(d.classes)} classes")
+            self.classes = d.classes
+            self.palette = d.values if d.by_colour else generated_palette(len(d.classes))
         else:
-            pairs_in_split = pairs
-        self.classes, self.palette = self._metadata(pairs, num_classes)
+            self.classes, self.palette = self._metadata(pairs, num_classes, mask_dir)
         super().__init__(pairs_in_split, split, transforms)
+        self.far_pixels = 0  # lossy masks: pixels far from every declared value, summed over loads
+        self.resized_masks = self._report_resized() if d.resize_masks else []
 
-    def _metadata(self, pairs, num_classes):
+    # ------------------------------------------------------------------ reading
+
+    def read_raw(self, path: Path) -> RawMask:
+        return read_mask(path, colours=self.encoder is not None and self.encoder.colour)
+
+    def read_ids(self, path: Path) -> np.ndarray:
+        """Class ids (or, undeclared, the stored ids) of one mask; used by load() and class weights."""
+        return self._ids(path, self.read_raw(path))
+
+    def _ids(self, path: Path, raw: RawMask) -> np.ndarray:
+        if self.encoder is not None:
+            encoded = self.encoder.encode(raw, path)
+            self.far_pixels += encoded.far_pixels
+            return encoded.ids
+        if raw.is_colour:  # the build-time survey stops this; a file changed since would get here
+            raise DatasetError(f"label {path} is a colour image; declare each class's colour "
+                               f"(see datasets/README.md, `folder`)")
+        return raw.data
+
+    def load(self, index: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+        image_path, mask_path = self.samples[index]
+        image = read_image(image_path)
+        ids = self.read_ids(mask_path)
+        size = tuple(image.shape[-2:])
+        if ids.shape != size and self.declaration.resize_masks:
+            ids = resize_nearest(ids, size)
+        return image, make_mask(ids, mask_path, self.num_classes, None, size)
+
+    def verify(self) -> None:
+        """Read every pair once; then say how many masks were resized and how many pixels snapped from far."""
+        self.far_pixels = 0
+        super().verify()
+        notes = []
+        if self.resized_masks:
+            notes.append(f"{len(self.resized_masks)} mask(s) resized to their image")
+        if self.far_pixels:
+            notes.append(f"{self.far_pixels} pixel(s) of lossy masks snapped from farther than "
+                         f"{self.declaration.snap_distance} levels")
+        if notes:
+            print(f"folder {self.split}: {'; '.join(notes)}", file=sys.stderr)
+
+    # ------------------------------------------------------------------ metadata
+
+    def _metadata(self, pairs, num_classes, mask_dir: Path):
         names_file = self.root / "classes.txt"
+        names = None
         if names_file.is_file():
             names = tuple(line.strip() for line in names_file.read_text().splitlines() if line.strip())
             if num_classes is not None and num_classes != len(names):
                 raise ValueError(f"num_classes={num_classes} but {names_file} lists {len(names)} classes")
-        else:
-            if num_classes is None:
-                # Inferred from every mask (all splits), so that train and val agree.
-                largest = -1
-                for _, mask in pairs:
-                    ids = read_label_png(mask)
-                    ids = ids[ids != self.ignore_index]
-                    largest = max(largest, int(ids.max()) if ids.size else -1)
-                num_classes = largest + 1
-                if num_classes < 1:
-                    raise DatasetError(f"cannot infer the number of classes: every mask in "
-                                       f"{self.root / 'masks'} is empty or ignored; pass num_classes=")
-            names = tuple(f"class_{i}" for i in range(num_classes))
+            num_classes = len(names)
+        survey = survey_masks([mask for _, mask in pairs])
+        problem = misreading(survey, num_classes, self.root)
+        if problem:
+            raise DatasetError(problem)
+        if num_classes is None:
+            # Inferred from every mask (all splits), so that train and val agree.
+            ids = [v for v in survey.counts if v != self.ignore_index]
+            num_classes = max(ids) + 1 if ids else 0
+            if num_classes < 1:
+                raise DatasetError(f"cannot infer the number of classes: every mask in {mask_dir} is empty "
+                                   f"or ignored; pass num_classes=")
+        names = names or tuple(f"class_{i}" for i in range(num_classes))
         return names, self._palette(pairs[0][1], len(names))
 
     @staticmethod
     def _palette(mask: Path, n: int) -> tuple[tuple[int, int, int], ...]:
+        """The colours of a class-id palette PNG, else generated ones."""
         try:
             with Image.open(mask) as img:
                 flat = img.getpalette() if img.mode == "P" else None
         except Exception:
             flat = None  # an unreadable mask is reported when it is loaded
         if flat and len(flat) >= 3 * n:
-            return tuple(tuple(flat[3 * i: 3 * i + 3]) for i in range(n))
+            colours = tuple(tuple(flat[3 * i: 3 * i + 3]) for i in range(n))
+            if any(len(set(c)) > 1 for c in colours):  # a grey palette only shows values, not classes
+                return colours
         return generated_palette(n)
+
+    def _report_resized(self) -> list[Path]:
+        """Masks of this split whose size differs from their image's (read from file headers only)."""
+        resized = []
+        for image_path, mask_path in self.samples:
+            try:
+                with Image.open(image_path) as image, Image.open(mask_path) as mask:
+                    if image.size != mask.size:
+                        resized.append(mask_path)
+            except Exception:
+                continue  # unreadable files are reported when loaded
+        if resized:
+            print(f"folder {self.split}: {len(resized)} of {len(self.samples)} masks differ in size from their "
+                  f"image and are resized to it with nearest neighbour (resize_masks), e.g. {resized[0]}",
+                  file=sys.stderr)
+        return resized
+
+
+def resize_nearest(ids: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Class ids (0..255) resized to (height, width) with nearest neighbour: no new ids appear."""
+    image = Image.fromarray(ids.astype(np.uint8))
+    return np.asarray(image.resize((size[1], size[0]), Image.NEAREST)).astype(np.int64)
+
+
+def survey_masks(paths: list[Path]) -> Survey:
+    """The values of every undeclared mask (read once per file version; unreadable ones skipped,
+    since loading them reports the error with the file's name)."""
+    survey = Survey()
+    for path in paths:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            continue
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        if key not in _SURVEY_CACHE:
+            try:
+                _SURVEY_CACHE[key] = MaskSummary.of(read_mask(path))
+            except DatasetError:
+                _SURVEY_CACHE[key] = None
+        summary = _SURVEY_CACHE[key]
+        if summary is not None:
+            survey.add(path, summary)
+    return survey

@@ -10,7 +10,12 @@ Pretrained weights are torchvision's ImageNet files, looked up by file name in
 `config.weights_dir()` (torchvision's own cache by default, or $SEG_WEIGHTS).
 They are loaded strictly into torchvision's full model before the classifier
 is dropped, so a file that does not match is an error, never a silent partial
-load.
+load. `vgg16_caffe` is the FCN paper's VGG16: Caffe's weights converted to a
+torchvision-style state dict (`vgg16-00b39a1b.pth`, jcjohnson/pytorch-vgg).
+
+Every backbone carries `input_norm` (models/input_norm.py): the pixel
+normalisation its weights expect, ImageNet's for torchvision's files and
+Caffe's (BGR, 0..255, mean subtracted, no std) for `vgg16_caffe`.
 """
 from __future__ import annotations
 
@@ -25,17 +30,20 @@ import torchvision
 from torch import nn
 
 import config
+from .input_norm import CAFFE_VGG, IMAGENET, InputNorm
 from .layers import PaddedConv2d
 
 
 class Backbone(nn.Module):
     """Runs `stages` in sequence and returns the output of each one."""
 
-    def __init__(self, stages: list[nn.Module], channels: list[int], strides: list[int]) -> None:
+    def __init__(self, stages: list[nn.Module], channels: list[int], strides: list[int],
+                 input_norm: InputNorm = IMAGENET) -> None:
         super().__init__()
         self.stages = nn.ModuleList(stages)
         self.channels = list(channels)
         self.strides = list(strides)
+        self.input_norm = input_norm
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         features = []
@@ -47,12 +55,35 @@ class Backbone(nn.Module):
 
 # ---------------------------------------------------------------- weights
 
+# Caffe's VGG16 (the FCN paper's ImageNet model) converted to torchvision's VGG16 layout by
+# jcjohnson/pytorch-vgg: (torchvision architecture, download URL).
+CAFFE_VGG_WEIGHTS = {
+    "vgg16_caffe": ("vgg16", "https://web.eecs.umich.edu/~justincj/models/vgg16-00b39a1b.pth"),
+}
+
+
+# The deep-base ResNets of hszhao/semseg (PSPNet's authors): (torchvision architecture whose
+# blocks they share, the authors' ImageNet file name). The files are published in the
+# authors' Google Drive folder (their README's "initmodel"), which has no per-file URL.
+DEEP_RESNET_WEIGHTS = {
+    "resnet50_deep": ("resnet50", "resnet50_v2.pth"),
+    "resnet101_deep": ("resnet101", "resnet101_v2.pth"),
+}
+SEMSEG_DRIVE_URL = "https://drive.google.com/open?id=15wx9vOM0euyizq-M1uINgN0_wjVRf9J3"
+
+
 def weight_url(arch: str) -> str:
-    """Official download URL of torchvision's ImageNet weights for `arch` (V1, as the papers used)."""
+    """Official download URL of the ImageNet weights for `arch` (torchvision's V1, as the papers used)."""
+    if arch in CAFFE_VGG_WEIGHTS:
+        return CAFFE_VGG_WEIGHTS[arch][1]
+    if arch in DEEP_RESNET_WEIGHTS:
+        return SEMSEG_DRIVE_URL
     return torchvision.models.get_model_weights(arch)["IMAGENET1K_V1"].url
 
 
 def weight_path(arch: str) -> Path:
+    if arch in DEEP_RESNET_WEIGHTS:
+        return config.weights_dir() / DEEP_RESNET_WEIGHTS[arch][1]
     return config.weights_dir() / os.path.basename(urlparse(weight_url(arch)).path)
 
 
@@ -66,6 +97,13 @@ def load_pretrained(model: nn.Module, arch: str, path: str | os.PathLike | None 
     built on the meta device).
     """
     path = Path(path) if path is not None else weight_path(arch)
+    if not path.is_file() and arch in DEEP_RESNET_WEIGHTS:
+        raise FileNotFoundError(
+            f"pretrained weights for {arch} (the authors' deep-base ResNet of hszhao/semseg) not found at "
+            f"{path}. Download {path.name} from the authors' folder {SEMSEG_DRIVE_URL} (their 'initmodel' "
+            f"files) into {path.parent} (or set SEG_WEIGHTS to the folder that holds it), or train from "
+            f"scratch with pretrained=False (--no-pretrained)."
+        )
     if not path.is_file():
         raise FileNotFoundError(
             f"pretrained weights for {arch} not found at {path}. Download "
@@ -74,6 +112,9 @@ def load_pretrained(model: nn.Module, arch: str, path: str | os.PathLike | None 
             f"(--no-pretrained)."
         )
     state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    if arch in DEEP_RESNET_WEIGHTS:
+        _load_deep_resnet(model, arch, path, state_dict)
+        return
     state_dict = _fix_legacy_keys(arch, state_dict)
     try:
         model.load_state_dict(state_dict, strict=True, assign=assign)
@@ -81,8 +122,35 @@ def load_pretrained(model: nn.Module, arch: str, path: str | os.PathLike | None 
         raise RuntimeError(f"{path} is not a torchvision {arch} state dict: {err}") from None
 
 
+def _load_deep_resnet(model: nn.Module, arch: str, path: Path, state_dict: dict) -> None:
+    """Load the authors' ImageNet file: their ResNet's key names (conv1..3, bn1..3, layer1..4, fc).
+
+    Their own loader is lenient (strict=False); here only what a backbone cannot miss may be
+    absent: the ImageNet classifier (dropped anyway) and BatchNorm's step counters (files
+    saved before PyTorch 0.4.1 have none). Anything else missing or left over is an error.
+    """
+    if isinstance(state_dict, dict) and isinstance(state_dict.get("state_dict"), dict):
+        state_dict = state_dict["state_dict"]
+    state_dict = {key.removeprefix("module."): value for key, value in state_dict.items()}
+    try:
+        missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    except RuntimeError as err:  # a shape that differs
+        raise RuntimeError(f"{path} is not hszhao/semseg's {arch} ImageNet file: {err}") from None
+    missing = [k for k in missing if not (k.startswith("fc.") or k.endswith("num_batches_tracked"))]
+    if missing or unexpected:
+        raise RuntimeError(f"{path} is not hszhao/semseg's {arch} ImageNet file: missing {missing[:5]}, "
+                           f"unexpected {unexpected[:5]}")
+
+
 def _fix_legacy_keys(arch: str, state_dict: dict) -> dict:
-    """torchvision's DenseNet files still use the old 'norm.1' key names."""
+    """torchvision's DenseNet files still use the old 'norm.1' key names; the converted Caffe VGG16
+    numbers its classifier as an early torchvision did (dropout first: Linear layers 1, 4, 6)."""
+    if arch in CAFFE_VGG_WEIGHTS:
+        renamed = {"classifier.1.": "classifier.0.", "classifier.4.": "classifier.3."}
+        if any(key.startswith("classifier.1.") for key in state_dict):
+            return {next((new + key[len(old):] for old, new in renamed.items() if key.startswith(old)), key): value
+                    for key, value in state_dict.items()}
+        return state_dict
     if not arch.startswith("densenet"):
         return state_dict
     import re
@@ -111,7 +179,7 @@ def _torchvision_vgg(arch: str, pretrained: bool, weights_file: str | os.PathLik
     so that `vgg16` from scratch is the same distribution as torchvision's.
     """
     with torch.device("meta"):
-        net = torchvision.models.get_model(arch, weights=None)
+        net = torchvision.models.get_model(CAFFE_VGG_WEIGHTS.get(arch, (arch,))[0], weights=None)
     if pretrained:
         load_pretrained(net, arch, weights_file, assign=True)
         return net
@@ -128,7 +196,7 @@ def _torchvision_vgg(arch: str, pretrained: bool, weights_file: str | os.PathLik
 
 # ---------------------------------------------------------------- VGG
 
-VGG_ARCHS = ("vgg16", "vgg16_bn", "vgg19", "vgg19_bn")
+VGG_ARCHS = ("vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "vgg16_caffe")
 
 
 def vgg(arch: str = "vgg16", pretrained: bool = False, *, with_fc: bool = False,
@@ -139,7 +207,8 @@ def vgg(arch: str = "vgg16", pretrained: bool = False, *, with_fc: bool = False,
     classifier turned convolutional as in the FCN paper, initialised from the
     pretrained classifier when `fc_channels` is 4096. fc6 is padded by 3 so that
     it keeps the stride-32 map's size (the paper padded the input by 100 and
-    cropped instead; padding here keeps every size aligned).
+    cropped instead; padding here keeps every size aligned). fc6 and fc7 are
+    followed by element-wise dropout (nn.Dropout, Caffe's), not channel dropout.
     """
     if arch not in VGG_ARCHS:
         raise ValueError(f"unknown VGG {arch!r}; choose one of {', '.join(VGG_ARCHS)}")
@@ -154,7 +223,7 @@ def vgg(arch: str = "vgg16", pretrained: bool = False, *, with_fc: bool = False,
             raise ValueError("pretrained fc6/fc7 need fc_channels=4096")
         # With pretrained weights the 120M values are copied anyway: skip their random init.
         with torch.device("meta") if pretrained else contextlib.nullcontext():
-            fc6 = PaddedConv2d(512, fc_channels, 7, padding=3)  # not padding=3: see PaddedConv2d
+            fc6 = PaddedConv2d(512, fc_channels, 7, padding=3)  # pads the input itself: see PaddedConv2d
             fc7 = nn.Conv2d(fc_channels, fc_channels, 1)
         if pretrained:
             fc6.to_empty(device="cpu")
@@ -164,11 +233,11 @@ def vgg(arch: str = "vgg16", pretrained: bool = False, *, with_fc: bool = False,
                 fc6.bias.copy_(net.classifier[0].bias)
                 fc7.weight.copy_(net.classifier[3].weight.reshape(4096, 4096, 1, 1))
                 fc7.bias.copy_(net.classifier[3].bias)
-        stages.append(nn.Sequential(fc6, nn.ReLU(inplace=True), nn.Dropout2d(0.5),
-                                    fc7, nn.ReLU(inplace=True), nn.Dropout2d(0.5)))
+        stages.append(nn.Sequential(fc6, nn.ReLU(inplace=True), nn.Dropout(0.5),
+                                    fc7, nn.ReLU(inplace=True), nn.Dropout(0.5)))
         channels.append(fc_channels)
         strides.append(32)
-    return Backbone(stages, channels, strides)
+    return Backbone(stages, channels, strides, CAFFE_VGG if arch in CAFFE_VGG_WEIGHTS else IMAGENET)
 
 
 # ---------------------------------------------------------------- ResNet
@@ -176,14 +245,26 @@ def vgg(arch: str = "vgg16", pretrained: bool = False, *, with_fc: bool = False,
 RESNET_ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
 
+DEEP_RESNET_ARCHS = tuple(DEEP_RESNET_WEIGHTS)
+
+
 def resnet(arch: str = "resnet50", pretrained: bool = False, *, output_stride: int = 32,
-           block_dilations: dict[str, Sequence[int]] | None = None,
+           block_dilations: dict[str, Sequence[int]] | None = None, dilate_first_block: bool = False,
            weights_file: str | os.PathLike | None = None) -> Backbone:
     """ResNet with stages of stride 4, 8, 16, 32, dilated for output stride 16 or 8.
 
     Dilation follows torchvision's `replace_stride_with_dilation` exactly (and
     DeepLab): the first block of a dilated stage keeps the previous dilation,
-    later blocks use the new one.
+    later blocks use the new one. `dilate_first_block=True` gives every block
+    of a dilated stage the stage's rate, first block included (hszhao/semseg's
+    PSPNet: 2 in every block of layer3, 4 in every block of layer4).
+
+    `resnet50_deep` / `resnet101_deep` are the authors' ResNets of
+    hszhao/semseg (PSPNet): a "deep base" stem of three 3x3 convolutions
+    (64, 64, 128 channels, the first with stride 2), each with BatchNorm and
+    ReLU, then max pooling and layer1 taking 128 channels; the blocks are
+    torchvision's. Their ImageNet weights are the authors' files
+    `resnet50_v2.pth` / `resnet101_v2.pth` (see DEEP_RESNET_WEIGHTS).
 
     `block_dilations` overrides that per block, for hybrid dilated convolution
     (DUC-HDC): {'layer3': (1, 2, 5, 9), 'layer4': (5, 9, 17)} gives the blocks
@@ -191,13 +272,15 @@ def resnet(arch: str = "resnet50", pretrained: bool = False, *, output_stride: i
     stage. Only stages that the output stride dilates can be given rates, so
     the feature strides stay those of `output_stride`.
     """
-    if arch not in RESNET_ARCHS:
-        raise ValueError(f"unknown ResNet {arch!r}; choose one of {', '.join(RESNET_ARCHS)}")
+    if arch not in RESNET_ARCHS + DEEP_RESNET_ARCHS:
+        raise ValueError(f"unknown ResNet {arch!r}; choose one of {', '.join(RESNET_ARCHS + DEEP_RESNET_ARCHS)}")
     if output_stride not in (8, 16, 32):
         raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
-    net = _torchvision_model(arch, pretrained, weights_file)
+    deep = arch in DEEP_RESNET_ARCHS
+    net = _deep_base_resnet(arch, pretrained, weights_file) if deep else _torchvision_model(arch, pretrained,
+                                                                                              weights_file)
     dilate = {32: [False, False, False], 16: [False, False, True], 8: [False, True, True]}[output_stride]
-    _dilate_resnet(net, dilate)
+    _dilate_resnet(net, dilate, dilate_first_block)
     if block_dilations:
         dilated = {name for name, d in zip(("layer2", "layer3", "layer4"), dilate) if d}
         for name, rates in block_dilations.items():
@@ -208,9 +291,13 @@ def resnet(arch: str = "resnet50", pretrained: bool = False, *, output_stride: i
                 raise ValueError(f"block_dilations[{name!r}] must be positive rates, got {rates}")
             for index, block in enumerate(getattr(net, name)):
                 _set_block_dilation(block, int(rates[index % len(rates)]))
-    stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1)
+    if deep:  # module indices 0..9 are those of the authors' `layer0`, which the converter relies on
+        stem = nn.Sequential(net.conv1, net.bn1, nn.ReLU(inplace=True), net.conv2, net.bn2, nn.ReLU(inplace=True),
+                             net.conv3, net.bn3, nn.ReLU(inplace=True), net.maxpool, net.layer1)
+    else:
+        stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1)
     stages = [stem, net.layer2, net.layer3, net.layer4]
-    expansion = 4 if arch in ("resnet50", "resnet101", "resnet152") else 1
+    expansion = 1 if arch in ("resnet18", "resnet34") else 4
     channels = [64 * expansion, 128 * expansion, 256 * expansion, 512 * expansion]
     strides, stride = [4], 4
     for d in dilate:
@@ -227,7 +314,7 @@ def _set_block_dilation(block: nn.Module, dilation: int) -> None:
             conv.dilation, conv.padding = (dilation, dilation), (dilation, dilation)
 
 
-def _dilate_resnet(net: nn.Module, dilate: list[bool]) -> None:
+def _dilate_resnet(net: nn.Module, dilate: list[bool], dilate_first_block: bool = False) -> None:
     """Turn the stride-2 of layer2..4 into dilation, in place, for any block type."""
     dilation = 1
     for layer, use_dilation in zip((net.layer2, net.layer3, net.layer4), dilate):
@@ -238,7 +325,33 @@ def _dilate_resnet(net: nn.Module, dilate: list[bool]) -> None:
             for conv in (m for m in block.modules() if isinstance(m, nn.Conv2d)):
                 if conv.stride == (2, 2):
                     conv.stride = (1, 1)
-            _set_block_dilation(block, previous if index == 0 else dilation)
+            _set_block_dilation(block, previous if index == 0 and not dilate_first_block else dilation)
+
+
+def _deep_base_resnet(arch: str, pretrained: bool, weights_file: str | os.PathLike | None) -> nn.Module:
+    """torchvision's ResNet with the authors' deep-base stem, its modules named as in their ResNet
+    (conv1..3, bn1..3, layer1..4, fc), so that their ImageNet file loads by name.
+
+    Only its modules are used (`resnet` re-assembles them); torchvision's forward, which knows
+    nothing of conv2 / conv3, is not. New convolutions get the init that torchvision and the
+    authors both use (Kaiming normal, fan-out); BatchNorm starts at 1 / 0.
+    """
+    net = torchvision.models.get_model(DEEP_RESNET_WEIGHTS[arch][0], weights=None)
+
+    def conv(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Conv2d:
+        layer = nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False)
+        nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+        return layer
+
+    net.conv1, net.bn1 = conv(3, 64, 3, stride=2), nn.BatchNorm2d(64)
+    net.conv2, net.bn2 = conv(64, 64, 3), nn.BatchNorm2d(64)
+    net.conv3, net.bn3 = conv(64, 128, 3), nn.BatchNorm2d(128)
+    first = net.layer1[0]  # takes the stem's 128 channels instead of 64
+    first.conv1 = conv(128, first.conv1.out_channels, 1)
+    first.downsample[0] = conv(128, first.downsample[0].out_channels, 1)
+    if pretrained:
+        load_pretrained(net, arch, weights_file)
+    return net
 
 
 # ---------------------------------------------------------------- DenseNet
@@ -285,7 +398,7 @@ def build_backbone(name: str, pretrained: bool = False, **kwargs) -> Backbone:
     """
     if name in VGG_ARCHS:
         return vgg(name, pretrained, **kwargs)
-    if name in RESNET_ARCHS:
+    if name in RESNET_ARCHS + DEEP_RESNET_ARCHS:
         return resnet(name, pretrained, **kwargs)
     if name in DENSENET_ARCHS:
         return densenet(name, pretrained, **kwargs)
@@ -293,4 +406,4 @@ def build_backbone(name: str, pretrained: bool = False, **kwargs) -> Backbone:
 
 
 def list_backbones() -> list[str]:
-    return [*VGG_ARCHS, *RESNET_ARCHS, *DENSENET_ARCHS]
+    return [*VGG_ARCHS, *RESNET_ARCHS, *DEEP_RESNET_ARCHS, *DENSENET_ARCHS]

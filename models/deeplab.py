@@ -36,11 +36,18 @@ published weights load (see `from_torchvision`):
   statistics (as in eval) and leaves them unchanged. Under SyncBatchNorm the
   layer is converted like any BN and takes its statistics over all processes.
 - Logits are bilinearly upsampled to the input size, so any H x W works.
+- Multi-grid (v3 paper, Sec. 4.1 and Table 7): `multi_grid=(1, 2, 4)` gives the
+  three blocks of the last stage the rates 2, 4, 8 at output stride 16 (unit
+  rates times the stage's rate 2; 4, 8, 16 at output stride 8). The paper's
+  77.21 (VOC val, single scale) uses it; `None` (the default) is torchvision's
+  layout (its first layer4 block keeps the previous rate), so that torchvision's
+  weights give torchvision's function.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 from urllib.parse import urlparse
 
 import torch
@@ -160,29 +167,39 @@ def aspp_rates(output_stride: int) -> tuple[int, int, int]:
     return (6, 12, 18) if output_stride == 16 else (12, 24, 36)
 
 
-def _encoder(backbone: str, pretrained: bool, output_stride: int, weights_file: str | None) -> Backbone:
+def _encoder(backbone: str, pretrained: bool, output_stride: int, weights_file: str | None,
+             multi_grid: Sequence[int] | None = None) -> Backbone:
     if backbone not in RESNET_ARCHS:
         raise ValueError(f"DeepLab needs a dilated ResNet backbone; choose one of {', '.join(RESNET_ARCHS)}, "
                          f"got {backbone!r}")
     aspp_rates(output_stride)
-    return build_backbone(backbone, pretrained, output_stride=output_stride, weights_file=weights_file)
+    block_dilations = None
+    if multi_grid is not None:
+        if len(multi_grid) == 0 or any(int(g) < 1 for g in multi_grid):
+            raise ValueError(f"multi_grid must be positive unit rates such as (1, 2, 4), got {multi_grid}")
+        stage_rate = 32 // output_stride  # layer4's dilation: 2 at output stride 16, 4 at 8
+        block_dilations = {"layer4": tuple(stage_rate * int(g) for g in multi_grid)}
+    return build_backbone(backbone, pretrained, output_stride=output_stride, weights_file=weights_file,
+                          block_dilations=block_dilations)
 
 
 def deeplab_v3(num_classes: int, *, backbone: str = "resnet101", pretrained: bool = False,
                output_stride: int = 16, aux: bool = False, channels: int = 256,
-               head_conv: bool = True, dropout: float = 0.5,
+               head_conv: bool = True, dropout: float = 0.5, multi_grid: Sequence[int] | None = None,
                weights_file: str | None = None) -> DeepLab:
-    """DeepLab v3 (paper: ResNet-101, output stride 16 for training, 8 for the best results)."""
-    return DeepLab(_encoder(backbone, pretrained, output_stride, weights_file), num_classes,
+    """DeepLab v3 (paper: ResNet-101, output stride 16 for training, 8 for the best results,
+    multi-grid (1, 2, 4))."""
+    return DeepLab(_encoder(backbone, pretrained, output_stride, weights_file, multi_grid), num_classes,
                    rates=aspp_rates(output_stride), channels=channels, head_conv=head_conv,
                    dropout=dropout, aux=aux)
 
 
 def deeplab_v3_plus(num_classes: int, *, backbone: str = "resnet101", pretrained: bool = False,
                     output_stride: int = 16, aux: bool = False, channels: int = 256,
-                    dropout: float = 0.1, weights_file: str | None = None) -> DeepLab:
+                    dropout: float = 0.1, multi_grid: Sequence[int] | None = None,
+                    weights_file: str | None = None) -> DeepLab:
     """DeepLab v3+ (paper: output stride 16, decoder on the stride-4 features)."""
-    return DeepLab(_encoder(backbone, pretrained, output_stride, weights_file), num_classes,
+    return DeepLab(_encoder(backbone, pretrained, output_stride, weights_file, multi_grid), num_classes,
                    rates=aspp_rates(output_stride), channels=channels, head_conv=False,
                    decoder=True, dropout=dropout, aux=aux)
 

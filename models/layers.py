@@ -41,11 +41,28 @@ class PaddedConv2d(nn.Conv2d):
         return f"{super().extra_repr()}, explicit_padding={self.explicit_padding}"
 
 
-def resize(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
-    """Bilinear resize of logits or features to `size` (H, W); a no-op when equal."""
+def resize(x: torch.Tensor, size: tuple[int, int] | torch.Size, align_corners: bool = False) -> torch.Tensor:
+    """Bilinear resize of logits or features to `size` (H, W); a no-op when equal.
+
+    `align_corners=True` is the convention of networks trained with it (hszhao/semseg's
+    PSPNet, with crops of 8k + 1 pixels): corner pixels map onto corner pixels.
+    """
     if tuple(x.shape[-2:]) == tuple(size):
         return x
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=align_corners)
+
+
+def align_corners_of(model: nn.Module | object) -> bool:
+    """The resize convention `model` was built with (its `resize_align_corners` attribute, on it
+    or on a submodule), so that inference resizes its logits back as the network itself
+    resizes; False, PyTorch's default, for networks that do not say. (Not `align_corners`:
+    nn.Upsample has an attribute of that name that speaks only for itself.)"""
+    # Plain callables standing in for a model (tests, wrappers) have no submodules.
+    for module in model.modules() if isinstance(model, nn.Module) else [model]:
+        value = getattr(module, "resize_align_corners", None)
+        if isinstance(value, bool):
+            return value
+    return False
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import VGG_ARCHS, vgg
+from .backbones import VGG_ARCHS, Backbone, vgg
 from .layers import ConvBNReLU, pad_to_multiple
 
 
@@ -67,9 +67,8 @@ def _out_channels(block: nn.Sequential) -> int:
     return [m for m in block if isinstance(m, nn.Conv2d)][-1].out_channels
 
 
-def encoder_blocks(arch: str, pretrained: bool, **kwargs) -> list[nn.Sequential]:
+def encoder_blocks(backbone: Backbone) -> list[nn.Sequential]:
     """The VGG backbone's layers split at its five max-poolings, the poolings removed."""
-    backbone = vgg(arch, pretrained, **kwargs)
     blocks: list[list[nn.Module]] = [[]]
     for layer in (m for stage in backbone.stages for m in stage):
         if isinstance(layer, nn.MaxPool2d):
@@ -83,4 +82,7 @@ def seg_net(num_classes: int, *, backbone: str = "vgg16_bn", pretrained: bool = 
             weights_file: str | None = None) -> SegNet:
     if backbone not in VGG_ARCHS:
         raise ValueError(f"seg_net needs a VGG encoder; choose one of {', '.join(VGG_ARCHS)} (got {backbone!r})")
-    return SegNet(encoder_blocks(backbone, pretrained, weights_file=weights_file), num_classes)
+    encoder = vgg(backbone, pretrained, weights_file=weights_file)
+    model = SegNet(encoder_blocks(encoder), num_classes)
+    model.input_norm = encoder.input_norm  # the blocks leave the Backbone behind: keep what its weights expect
+    return model

@@ -10,6 +10,12 @@ convolutions per level with channels doubling from `width` (64 in the paper),
   overlap-tile idea) and the logits cropped back.
 - BatchNorm after each convolution (`batch_norm=True`), which the paper
   predates; it makes training from scratch much less sensitive to the LR.
+- Without BatchNorm (`batch_norm=False`, the paper's net) every convolution
+  starts from the paper's init (Sec. 3): weights from N(0, sqrt(2 / N)), N the
+  inputs of one output unit (k * k * in_channels; in_channels for the 2x2
+  stride-2 up-convolution, whose output units each see one input position),
+  biases zero. PyTorch's default would give a sixth of that variance per
+  layer, so the logits of a fresh net would be about 20 times too small.
 """
 from __future__ import annotations
 
@@ -55,6 +61,8 @@ class UNet(nn.Module):
             UpBlock(widths[i + 1], widths[i], batch_norm) for i in reversed(range(depth))
         )
         self.classifier = nn.Conv2d(widths[0], num_classes, 1)
+        if not batch_norm:
+            self.apply(_paper_init)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         h, w = x.shape[-2:]
@@ -67,6 +75,20 @@ class UNet(nn.Module):
         for up in self.ups:
             x = up(x, skips.pop())
         return {"out": self.classifier(x)[..., :h, :w]}
+
+
+def _paper_init(module: nn.Module) -> None:
+    """N(0, sqrt(2 / N)) weights and zero biases, N = inputs feeding one output unit (U-Net paper, Sec. 3)."""
+    if isinstance(module, nn.ConvTranspose2d):
+        # weight [in, out, k, k] with stride k: each output pixel gets one input position of `in` channels.
+        fan_in = module.in_channels * (module.kernel_size[0] // module.stride[0]) * (module.kernel_size[1] // module.stride[1])
+    elif isinstance(module, nn.Conv2d):
+        fan_in = module.in_channels * module.kernel_size[0] * module.kernel_size[1]
+    else:
+        return
+    nn.init.normal_(module.weight, 0.0, (2.0 / fan_in) ** 0.5)
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
 
 
 def build_u_net(num_classes: int, *, backbone: str | None = None, pretrained: bool = False,

@@ -246,6 +246,32 @@ def make_folder(root, size=32, n=3, num_classes=4, classes_txt=True, palette_mas
     return out
 
 
+def make_own_folder(root, size=(24, 32), n=6, *, values=(0, 255), colours=None, image_ext=".png",
+                    mask_ext=".png", image_name="{id}", mask_name="{id}", images="images", masks="masks",
+                    quality=75) -> Path:
+    """A folder of your own data as it is often downloaded: no declaration, `n` image/mask pairs.
+
+    Each mask holds class k as `values[k]` (default 0/255: binary masks) or, with `colours`,
+    as the RGB colour `colours[k]`; every class occurs in every mask. Masks are written
+    in the format of `mask_ext` (".jpg" with real compression noise at `quality`, ".gif",
+    ".tif", ".bmp", ...), named `mask_name` with {id} = the image's id (`case_<k>`).
+    Returns the folder (`root` itself).
+    """
+    out = Path(root)
+    classes = len(colours) if colours is not None else len(values)
+    for k in range(n):
+        key = f"case_{k:02d}"
+        labels = _scene(("own", key), size, np.arange(classes), must=tuple(range(1, classes)))
+        labels[0, 0] = 0
+        _save(_picture(("own", key), labels), out / images / f"{image_name.replace('{id}', key)}{image_ext}")
+        table = np.asarray(colours if colours is not None else values)
+        stored = table[labels].astype(np.uint8 if table.max() < 256 else np.uint16)
+        path = out / masks / f"{mask_name.replace('{id}', key)}{mask_ext}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(stored).save(path, **({"quality": quality} if mask_ext in (".jpg", ".jpeg") else {}))
+    return out
+
+
 # ---------------------------------------------------------------- ISBI 2012
 
 def make_isbi(root, size=32, n=None) -> Path:

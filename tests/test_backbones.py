@@ -12,7 +12,7 @@ from models.layers import PaddedConv2d
 # torchvision's documented ImageNet parameter counts (the `num_params` of each
 # IMAGENET1K_V1 weight entry, shown in torchvision's model documentation).
 TORCHVISION_PARAMS = {
-    "vgg16": 138_357_544, "vgg16_bn": 138_365_992, "vgg19": 143_667_240, "vgg19_bn": 143_678_248,
+    "vgg16": 138_357_544, "vgg16_caffe": 138_357_544, "vgg16_bn": 138_365_992, "vgg19": 143_667_240, "vgg19_bn": 143_678_248,
     "resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032,
     "resnet101": 44_549_160, "resnet152": 60_192_808,
     "densenet121": 7_978_856, "densenet161": 28_681_000, "densenet169": 14_149_480,
@@ -36,7 +36,8 @@ def _torchvision_state_dict(arch: str) -> dict[str, torch.Tensor]:
     """
     if arch.startswith("vgg"):
         with torch.device("meta"):
-            shapes = torchvision.models.get_model(arch, weights=None).state_dict()
+            tv_arch = backbones.CAFFE_VGG_WEIGHTS.get(arch, (arch,))[0]
+            shapes = torchvision.models.get_model(tv_arch, weights=None).state_dict()
         state = {}
         for key, value in shapes.items():
             if key.startswith("classifier.") and key.endswith("weight"):
@@ -55,7 +56,8 @@ def _to_legacy_densenet_keys(state: dict) -> dict:
     return {re.sub(r"(denselayer\d+\.(?:norm|relu|conv))([12])\.", r"\1.\2.", k): v for k, v in state.items()}
 
 
-@pytest.mark.parametrize("arch", list_backbones())
+# The authors' deep-base ResNets load their own files: tests/test_psp_authors.py.
+@pytest.mark.parametrize("arch", [a for a in list_backbones() if a not in backbones.DEEP_RESNET_ARCHS])
 def test_torchvision_state_dict_loads_strictly_from_the_weights_folder(arch, tmp_path, monkeypatch):
     state = _torchvision_state_dict(arch)
     if arch.startswith("densenet"):

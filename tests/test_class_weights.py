@@ -55,3 +55,16 @@ def test_dataset_weights_are_cached(tmp_path, monkeypatch):
     assert cw.compute_class_weights("median-freq", "camvid", dataset, {}, cache).tolist() == weights.tolist()
     assert cw.compute_class_weights("inverse-log", "camvid", dataset, {}, cache) is not None
     assert cw.compute_class_weights("none", "camvid", dataset, {}, cache) is None
+
+
+def test_editing_the_folder_declaration_recomputes_the_cached_counts(tmp_path):
+    from fake_data import make_own_folder
+
+    root = make_own_folder(tmp_path / "own", n=4)
+    cache = tmp_path / "cache"
+    (root / "dataset.json").write_text(json.dumps({"classes": {"background": 0, "foreground": 255}}))
+    first = cw.pixel_counts("folder", datasets.build_dataset("folder", "all", root), cache_dir=cache)
+    # same class count, same files: only the meaning of the values changed
+    (root / "dataset.json").write_text(json.dumps({"classes": {"background": 255, "foreground": 0}}))
+    second = cw.pixel_counts("folder", datasets.build_dataset("folder", "all", root), cache_dir=cache)
+    assert second["pixels"] == first["pixels"][::-1] and first["pixels"][0] != first["pixels"][1]

@@ -27,9 +27,9 @@ from models.layers import resize
 from utils.engine import pick_device
 from utils.inference import predict_logits
 from utils.inference_cli import (add_inference_args, base_size, check_inference_args, inference_config,
-                                 load_for_inference)
-from utils.joint_transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms
-from utils.visualize import colorize, denormalize
+                                 input_norm, load_for_inference)
+from utils.joint_transforms import eval_transforms
+from utils.visualize import colorize
 
 TITLE_HEIGHT = 14  # pixels of the title strip: PIL's default bitmap font is 11 pixels high
 
@@ -66,7 +66,7 @@ def main(argv=None) -> Path:
     def dataset_for(state: dict):
         # each checkpoint sees the images at its own validation base size; the labels stay full size
         return datasets.build_dataset(state["dataset"], split, data_root,
-                                      eval_transforms(base_size(args, state["config"]) or None),
+                                      eval_transforms(base_size(args, state["config"]) or None, input_norm(state)),
                                       **state["dataset_kwargs"])
 
     columns = [(state, model, dataset_for(state), inference_config(args, state["config"], "results_figure.py"))
@@ -84,7 +84,7 @@ def main(argv=None) -> Path:
             image, mask = (t.as_subclass(torch.Tensor) for t in dataset[index])
             if column == 0:  # the image at the labels' size, whatever base size the model saw
                 shown = resize(image[None].float(), mask.shape[-2:])[0]
-                panels += [denormalize(shown, IMAGENET_MEAN, IMAGENET_STD), colorize(mask, palette)]
+                panels += [input_norm(state).denormalize(shown), colorize(mask, palette)]
             logits = predict_logits(model, image[None].to(device), state["num_classes"], inference,
                                     size=mask.shape[-2:])
             panels.append(colorize(logits.argmax(1)[0].cpu(), palette))

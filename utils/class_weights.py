@@ -97,7 +97,9 @@ def _cache_key(name: str, dataset, dataset_kwargs: dict) -> dict:
     key = {"dataset": name, "split": getattr(dataset, "split", None),
            "root": str(Path(getattr(dataset, "root", "")).resolve()) if hasattr(dataset, "root") else None,
            "dataset_kwargs": dataset_kwargs, "samples": len(dataset),
-           "num_classes": dataset.num_classes, "ignore_index": dataset.ignore_index}
+           "num_classes": dataset.num_classes, "ignore_index": dataset.ignore_index,
+           # what the mask values mean (the folder data set's dataset.json): editing it changes the counts
+           "declaration": repr(getattr(dataset, "declaration", None))}
     labels = [s[1] for s in getattr(dataset, "samples", []) if isinstance(s, (tuple, list)) and len(s) > 1]
     digest = hashlib.sha1()
     for label in labels:

@@ -1,7 +1,8 @@
 """Command-line overrides for a config dataclass: every field becomes a flag.
 
 `batch_size` becomes `--batch-size`; booleans get `--flag` / `--no-flag`;
-sequences take several values; dicts take JSON. A field's metadata may give
+sequences take several values; dicts take JSON; `int | tuple[int, int]` takes
+one value (an int) or two (a tuple), as `--crop-size 512` or `--crop-size 360 480`. A field's metadata may give
 `help` and `choices`. The instance passed in supplies the defaults, so a
 training script's own values are what `--help` shows.
 """
@@ -31,6 +32,13 @@ def _optional(kind):
     return parse
 
 
+def _is_int_or_pair(kind) -> bool:
+    """`int | tuple[int, int]`: a size given as one number (square) or as (height, width)."""
+    args = typing.get_args(kind)
+    return (typing.get_origin(kind) in (typing.Union, getattr(__import__("types"), "UnionType", None))
+            and int in args and tuple[int, int] in args)
+
+
 def build_parser(config, description: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -45,6 +53,9 @@ def build_parser(config, description: str | None = None) -> argparse.ArgumentPar
             options["choices"] = field.metadata["choices"]
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **options)
+            continue
+        if _is_int_or_pair(kind):
+            parser.add_argument(flag, nargs="+", type=int, metavar="N", **options)
             continue
         optional = origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and type(None) in args
         if optional:
@@ -67,8 +78,13 @@ def parse_config(config, argv: Sequence[str] | None = None, description: str | N
     parser = build_parser(config, description)
     namespace = parser.parse_args(argv)
     values = {f.name: getattr(namespace, f.name) for f in dataclasses.fields(config)}
+    hints = typing.get_type_hints(type(config))
     for name, value in values.items():
-        if isinstance(getattr(config, name), tuple) and isinstance(value, list):
+        if _is_int_or_pair(hints[name]) and isinstance(value, list):
+            if len(value) > 2:
+                parser.error(f"--{name.replace('_', '-')} takes one size or two (height width), got {value}")
+            values[name] = value[0] if len(value) == 1 else tuple(value)
+        elif isinstance(getattr(config, name), tuple) and isinstance(value, list):
             values[name] = tuple(value)
     result = dataclasses.replace(config, **values)
     if hasattr(result, "validate"):

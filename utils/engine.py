@@ -27,6 +27,7 @@ from tqdm import tqdm
 import config
 import datasets
 import models
+from models.input_norm import input_norm_of
 
 from . import distributed as dist_utils
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, unwrap
@@ -37,9 +38,10 @@ from .evaluation import evaluate
 from .faults import (NonFiniteGuard, StopSignals, agree, check_free_space, checkpoint_bytes, finite_weights,
                      remove_stale_temporaries)
 from .inference import InferenceConfig
-from .joint_transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms, train_transforms
+from .joint_transforms import eval_transforms, train_transforms
 from .losses import SegmentationLoss
 from .lr_schedule import poly_lr
+from .semseg_protocol import semseg_stride
 from .tb_logging import TensorBoardLogger
 from .weight_map import UNetBorderWeights
 
@@ -75,6 +77,8 @@ class TrainConfig:
     lr: float = _opt(0.01, "base learning rate")
     momentum: float = _opt(0.9, "SGD momentum")
     weight_decay: float = _opt(1e-4, "weight decay")
+    head_lr_mult: float = _opt(1.0, "learning rate of every layer outside the pretrained backbone, as a multiple "
+                                    "of --lr (PSPNet's authors: 10); the poly schedule scales both")
     poly_power: float = _opt(0.9, "exponent of the poly LR schedule")
     warmup_iters: int = _opt(0, "linear LR warm-up iterations")
     aux_weight: float = _opt(0.4, "weight of the auxiliary loss where the model has one")
@@ -88,7 +92,8 @@ class TrainConfig:
     border_w0: float = _opt(10.0, "unet-border: w0, the weight of the separation borders (paper: 10)")
     border_sigma: float = _opt(5.0, "unet-border: sigma in pixels (paper: 5)")
     # augmentation
-    crop_size: int = _opt(512, "training crop size (images smaller are padded; masks with 255)")
+    crop_size: int | tuple[int, int] = _opt(512, "training crop: one size (square) or height width; images "
+                                                  "smaller are padded with their mean colour, masks with 255")
     scale_min: float = _opt(0.5, "smallest random scale factor")
     scale_max: float = _opt(2.0, "largest random scale factor")
     hflip: bool = _opt(True, "random horizontal flips")
@@ -96,9 +101,20 @@ class TrainConfig:
     elastic_std: float = _opt(0.0, "elastic deformation before cropping: std in pixels of the random "
                                    "displacements on the coarse grid (U-Net paper: 10; 0: off)")
     elastic_grid: int = _opt(3, "elastic deformation: the coarse grid is N x N (U-Net paper: 3)")
+    rotate: float = _opt(0.0, "random rotation by an angle uniform in [-D, D] degrees, applied with probability "
+                              "0.5 as hszhao/semseg's RandRotate (PSPNet: 10); the image is filled with its mean "
+                              "colour, the mask with 255 (0: off)")
+    blur: float = _opt(0.0, "probability of a Gaussian blur (5 x 5 kernel, sigma 1.1: hszhao/semseg's "
+                            "RandomGaussianBlur, which applies it with probability 0.5; 0: off)")
     # validation
     val_every: int = _opt(500, "validate and write last.pth every N iterations")
     val_mode: str = _opt("whole", "validation inference", ("whole", "slide"))
+    val_protocol: str = _opt("default", "validation protocol: semseg is the test of PSPNet's authors (crops of "
+                                        "--val-tile at stride ceil(2/3 tile) around the longer side resized to "
+                                        "--val-long-side, flipped, probabilities averaged; see eval.py)",
+                             ("default", "semseg"))
+    val_long_side: int = _opt(0, "semseg protocol: resize the longer side of validation images to this "
+                                 "(their base_size; 0: off)")
     val_tile: int = _opt(512, "sliding-window tile size")
     val_stride: int = _opt(341, "sliding-window stride")
     val_base_size: int = _opt(0, "resize the shorter side of validation images to this for the model; "
@@ -136,7 +152,10 @@ class TrainConfig:
             if "choices" in f.metadata and getattr(self, f.name) not in f.metadata["choices"]:
                 raise ValueError(f"--{f.name.replace('_', '-')} {getattr(self, f.name)!r} is not one of: "
                                  f"{', '.join(map(str, f.metadata['choices']))}")
-        positive = ("iters", "batch_size", "crop_size", "val_every", "val_tile", "val_stride",
+        crop = (self.crop_size,) if isinstance(self.crop_size, int) else tuple(self.crop_size)
+        if len(crop) not in (1, 2) or any(not isinstance(c, int) or c < 1 for c in crop):
+            raise ValueError(f"--crop-size must be one positive size or two (height width), got {self.crop_size}")
+        positive = ("iters", "batch_size", "val_every", "val_tile", "val_stride",
                     "val_batch_size", "log_every", "max_nonfinite_steps")
         for name in positive:
             if getattr(self, name) < 1:
@@ -145,16 +164,23 @@ class TrainConfig:
             raise ValueError(f"--lr must be a positive number, got {self.lr}")
         if not 0 < self.scale_min <= self.scale_max:
             raise ValueError(f"need 0 < --scale-min <= --scale-max, got {self.scale_min}, {self.scale_max}")
-        if self.val_stride > self.val_tile:
+        if self.val_stride > self.val_tile and self.val_protocol != "semseg":  # semseg derives its stride
             raise ValueError(f"--val-stride {self.val_stride} exceeds --val-tile {self.val_tile}")
-        if self.val_mode == "slide" and self.crop_size > self.val_tile:
+        if self.val_mode == "slide" and max(crop) > self.val_tile:
             raise ValueError(f"--crop-size {self.crop_size} exceeds --val-tile {self.val_tile}: sliding-window "
                              f"validation would show the model smaller windows than it was trained on; "
-                             f"use --val-tile >= {self.crop_size} or --val-mode whole")
+                             f"use --val-tile >= {max(crop)} or --val-mode whole")
         for name in ("workers", "warmup_iters", "base_size", "val_base_size", "val_images", "weight_decay",
-                     "aux_weight", "border_w0", "border_class", "elastic_std", "val_mirror_margin"):
+                     "aux_weight", "border_w0", "border_class", "elastic_std", "val_mirror_margin", "rotate",
+                     "val_long_side"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if not self.head_lr_mult > 0 or not math.isfinite(self.head_lr_mult):
+            raise ValueError(f"--head-lr-mult must be a positive number, got {self.head_lr_mult}")
+        if not 0 <= self.blur <= 1:
+            raise ValueError(f"--blur is a probability: 0 <= P <= 1, got {self.blur}")
+        if self.rotate > 180:
+            raise ValueError(f"--rotate takes the largest angle in degrees, 0..180, got {self.rotate}")
         if not self.border_sigma > 0:
             raise ValueError(f"--border-sigma must be > 0, got {self.border_sigma}")
         if self.elastic_grid < 2:
@@ -165,8 +191,11 @@ class TrainConfig:
             raise ValueError("--device cuda was asked for, but no CUDA device is available")
 
     def inference(self) -> InferenceConfig:
-        return InferenceConfig(mode=self.val_mode, tile=self.val_tile, stride=self.val_stride,
-                               mirror_margin=self.val_mirror_margin)
+        # The authors' stride follows the crop (eval.py applies the same rule).
+        stride = semseg_stride(self.val_tile) if self.val_protocol == "semseg" else self.val_stride
+        return InferenceConfig(mode=self.val_mode, tile=self.val_tile, stride=stride,
+                               mirror_margin=self.val_mirror_margin, protocol=self.val_protocol,
+                               long_side=self.val_long_side)
 
 
 def run(cfg: TrainConfig, argv: Sequence[str] | None = None) -> dict:
@@ -241,14 +270,22 @@ class Trainer:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
 
-        self.train_set = datasets.build_dataset(
-            cfg.dataset, cfg.train_split, cfg.data_root,
-            train_transforms(cfg.crop_size, (cfg.scale_min, cfg.scale_max), cfg.hflip, cfg.base_size or None,
-                             elastic_std=cfg.elastic_std, elastic_grid=cfg.elastic_grid),
-            **cfg.dataset_kwargs)
-        self.val_set = datasets.build_dataset(cfg.dataset, cfg.val_split, cfg.data_root,
-                                              eval_transforms(cfg.val_base_size or None), **cfg.dataset_kwargs)
+        # Transforms are set once the model is built: they normalise as its backbone expects.
+        self.train_set = datasets.build_dataset(cfg.dataset, cfg.train_split, cfg.data_root, None,
+                                                **cfg.dataset_kwargs)
+        self.val_set = datasets.build_dataset(cfg.dataset, cfg.val_split, cfg.data_root, None, **cfg.dataset_kwargs)
         self.num_classes = self.train_set.num_classes
+
+        self.model_kwargs = dict(cfg.model_kwargs)
+        if cfg.backbone is not None:
+            self.model_kwargs["backbone"] = cfg.backbone
+        model = models.build_model(cfg.model, self.num_classes, pretrained=cfg.pretrained, **self.model_kwargs)
+        self.input_norm = input_norm_of(model)
+        self._check_batch_size(model)
+        self.train_set.transforms = train_transforms(
+            cfg.crop_size, (cfg.scale_min, cfg.scale_max), cfg.hflip, cfg.base_size or None, self.input_norm,
+            elastic_std=cfg.elastic_std, elastic_grid=cfg.elastic_grid, rotate=cfg.rotate, blur=cfg.blur)
+        self.val_set.transforms = eval_transforms(cfg.val_base_size or None, self.input_norm)
 
         pin = self.device.type == "cuda"
         self.batches = EpochBatches(len(self.train_set), cfg.batch_size, cfg.seed,
@@ -263,10 +300,6 @@ class Trainer:
         self.val_loader = eval_loader(self.val_set, cfg.val_batch_size, cfg.workers, pin,
                                       dist_utils.rank(), dist_utils.world_size(), cfg.skip_bad_samples)
 
-        self.model_kwargs = dict(cfg.model_kwargs)
-        if cfg.backbone is not None:
-            self.model_kwargs["backbone"] = cfg.backbone
-        model = models.build_model(cfg.model, self.num_classes, pretrained=cfg.pretrained, **self.model_kwargs)
         if cfg.init_from:
             self._init_from(model, cfg.init_from)
         if dist_utils.world_size() > 1 and cfg.sync_bn:
@@ -338,9 +371,37 @@ class Trainer:
             raise SystemExit(f"cannot write to run folder {run_dir}: {err}") from None
         remove_stale_temporaries(run_dir)
 
+    def _check_batch_size(self, model: nn.Module) -> None:
+        """A model that normalises over the batch where it has one value per image (PSPNet with
+        bin_batch_norm) says how many images it needs; fail now rather than at the first step."""
+        needed = getattr(model, "min_batch_size", 1)
+        synced = self.cfg.sync_bn and self.device.type == "cuda" and dist_utils.world_size() > 1
+        per_norm = self.cfg.batch_size * (dist_utils.world_size() if synced else 1)
+        if per_norm < needed:
+            raise SystemExit(f"--batch-size {self.cfg.batch_size}: {self.cfg.model} with options {self.model_kwargs} "
+                             f"normalises a 1x1 map over the batch (BatchNorm in its 1x1 pyramid bin) and needs at "
+                             f"least {needed} images per batch in training; raise --batch-size, or build it "
+                             f"without that BatchNorm (--model-kwargs '{{\"bin_batch_norm\": false}}')")
+
+    def _param_groups(self, model: nn.Module) -> list[dict]:
+        """One group at --lr, or with --head-lr-mult the backbone at --lr and every other layer at
+        --lr x mult (the authors' PSPNet: ppm, cls and aux at 10x). Groups keep a fixed order, so
+        the optimiser's state and the schedule resume; LambdaLR scales each group's own LR."""
+        cfg = self.cfg
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        if cfg.head_lr_mult == 1:
+            return [{"params": [p for _, p in named]}]
+        backbone = [p for n, p in named if n.startswith("backbone.")]
+        if not backbone:
+            raise SystemExit(f"--head-lr-mult {cfg.head_lr_mult}: model {cfg.model} has no pretrained backbone "
+                             f"(no 'backbone' submodule) whose learning rate the rest could differ from; "
+                             f"leave --head-lr-mult at 1")
+        head = [p for n, p in named if not n.startswith("backbone.")]
+        return [{"params": backbone, "lr": cfg.lr}, {"params": head, "lr": cfg.lr * cfg.head_lr_mult}]
+
     def _build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         cfg = self.cfg
-        params = [p for p in model.parameters() if p.requires_grad]
+        params = self._param_groups(model)
         fused = {"fused": True} if self.device.type == "cuda" else {}
         if cfg.optimizer == "adamw":
             return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
@@ -526,7 +587,7 @@ class Trainer:
             it = self.iteration
             self.logger.scalars({f"val/{k}": metrics[k] for k in ("acc", "acc_cls", "mean_iu", "fwavacc")}, it)
             self.logger.class_iou(metrics["iou"], self.val_set.classes, it)
-            self.logger.prediction_grid(rows, self.val_set.palette, IMAGENET_MEAN, IMAGENET_STD, it)
+            self.logger.prediction_grid(rows, self.val_set.palette, self.input_norm, it)
             tqdm.write(f"[{it}/{cfg.iters}] val mean_iu {metrics['mean_iu']:.4f} acc {metrics['acc']:.4f} "
                        f"acc_cls {metrics['acc_cls']:.4f} fwavacc {metrics['fwavacc']:.4f}")
         improved = metrics["mean_iu"] > self.best_score
@@ -601,6 +662,7 @@ class Trainer:
             "model": cfg.model,
             "model_kwargs": self.model_kwargs,
             "num_classes": self.num_classes,
+            "input_norm": self.input_norm.to_dict(),  # how eval.py / predict.py must normalise images
             "dataset": cfg.dataset,
             "dataset_kwargs": dict(cfg.dataset_kwargs),
             "classes": list(self.val_set.classes),

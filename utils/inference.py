@@ -1,6 +1,7 @@
 """From a model and normalised images to logits: whole image or sliding window,
 optionally multi-scale and flipped (test-time augmentation), optionally with
-mirrored borders (the U-Net paper's overlap-tile strategy, Fig. 2)."""
+mirrored borders (the U-Net paper's overlap-tile strategy, Fig. 2); or, with
+`protocol='semseg'`, the test protocol of PSPNet's authors (utils/semseg_protocol.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,9 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers import resize
+from models.layers import align_corners_of, resize
 
+from .semseg_protocol import semseg_probabilities
 from .sliding_window import sliding_window
+
+PROTOCOLS = ("default", "semseg")
 
 
 @dataclass
@@ -24,12 +28,20 @@ class InferenceConfig:
     scales: Sequence[float] = (1.0,)     # test-time scales
     flip: bool = False                   # also average the horizontally flipped prediction
     mirror_margin: int = 0               # reflect-pad the image by this many pixels first, crop back after
+    protocol: str = "default"            # 'semseg': PSPNet's authors' test (crops of `tile`, probabilities)
+    long_side: int = 0                   # semseg: resize the longer side to this first (their base_size; 0: off)
 
     def validate(self) -> None:
         if self.mode not in ("whole", "slide"):
             raise ValueError(f"mode must be 'whole' or 'slide', got {self.mode!r}")
-        if self.mode == "slide" and not 0 < self.stride <= self.tile:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
+        if (self.mode == "slide" or self.protocol == "semseg") and not 0 < self.stride <= self.tile:
             raise ValueError(f"need 0 < stride <= tile, got stride={self.stride}, tile={self.tile}")
+        if self.long_side < 0:
+            raise ValueError(f"long_side must be >= 0, got {self.long_side}")
+        if self.protocol == "semseg" and self.mirror_margin:
+            raise ValueError("the semseg protocol pads crops with the mean colour; it takes no mirror_margin")
         if not self.scales or any(s <= 0 for s in self.scales):
             raise ValueError(f"scales must be positive numbers, got {list(self.scales)}")
         if self.mirror_margin < 0:
@@ -59,19 +71,29 @@ def predict_logits(model: nn.Module, images: torch.Tensor, num_classes: int,
                    size: tuple[int, int] | torch.Size | None = None) -> torch.Tensor:
     """Average logits [N, C, H, W] over the configured scales and flips, at the input's resolution,
     or bilinearly resized to `size` (the labels' or the original image's, when the input was resized).
+    Logits are resized back with the model's own convention (`align_corners_of`).
 
     With `mirror_margin` m, the model sees the image reflect-padded by m pixels on
     every side (whole, or tile by tile), so that pixels near the border get
     mirrored context instead of zero padding; the logits are cropped back.
+
+    With `protocol='semseg'` the result is the authors' averaged softmax probabilities
+    instead (utils/semseg_protocol.py: crops of `tile` at `stride`, always flipped, after
+    resizing the longer side to `long_side`); their argmax is the prediction.
     """
     cfg = cfg or InferenceConfig()
+
+    def forward(batch: torch.Tensor) -> torch.Tensor:
+        return model(batch)["out"]
+
+    if cfg.protocol == "semseg":
+        return semseg_probabilities(forward, images, num_classes, cfg.tile, cfg.stride, cfg.long_side,
+                                    cfg.scales, cfg.batch_size, flip=True, size=size)
+    align_corners = align_corners_of(model)
     margin = cfg.mirror_margin
     if margin:
         original_h, original_w = images.shape[-2:]
         images = mirror_pad(images, margin)
-
-    def forward(batch: torch.Tensor) -> torch.Tensor:
-        return model(batch)["out"]
 
     def run(batch: torch.Tensor) -> torch.Tensor:
         if cfg.mode == "slide":
@@ -81,18 +103,19 @@ def predict_logits(model: nn.Module, images: torch.Tensor, num_classes: int,
     height, width = images.shape[-2:]
     total = None
     for scale in cfg.scales:
+        # Antialiased when shrinking, as training's random scaling (torchvision's resize) is.
         scaled = images if scale == 1 else F.interpolate(
-            images, scale_factor=scale, mode="bilinear", align_corners=False)
+            images, scale_factor=scale, mode="bilinear", align_corners=False, antialias=scale < 1)
         views = [scaled, scaled.flip(-1)] if cfg.flip else [scaled]
         for k, view in enumerate(views):
             logits = run(view)
             if k == 1:
                 logits = logits.flip(-1)
-            logits = resize(logits, (height, width))
+            logits = resize(logits, (height, width), align_corners)
             total = logits if total is None else total + logits
     total = total / (len(cfg.scales) * (2 if cfg.flip else 1))
     if margin:
         total = total[..., margin:margin + original_h, margin:margin + original_w]
     if size is not None:
-        total = resize(total.float(), size)
+        total = resize(total.float(), size, align_corners)
     return total

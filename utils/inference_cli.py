@@ -1,5 +1,6 @@
 """Command-line pieces shared by eval.py and predict.py: inference flags,
-their checks, and loading the model a checkpoint describes."""
+their checks, and loading the model a checkpoint describes with the input
+normalisation and precision settings it was trained and validated with."""
 from __future__ import annotations
 
 import argparse
@@ -7,8 +8,11 @@ import argparse
 import torch
 from torch import nn
 
+from models.input_norm import InputNorm
+
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from .inference import InferenceConfig
+from .inference import PROTOCOLS, InferenceConfig
+from .semseg_protocol import semseg_stride
 
 
 def add_inference_args(parser: argparse.ArgumentParser) -> None:
@@ -24,9 +28,24 @@ def add_inference_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mirror-margin", type=int, default=None,
                         help="reflect-pad each image by this many pixels before inference, crop the result back "
                              "(the U-Net paper's overlap-tile; default: the checkpoint's val_mirror_margin)")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default=None,
+                        help="semseg: the test of PSPNet's authors (hszhao/semseg): longer side resized to "
+                             "--long-side, padded around the centre with the mean to --tile, crops of --tile at "
+                             "stride ceil(2/3 tile) unless --stride, each crop and its mirror image, softmax "
+                             "probabilities averaged, resized back bilinearly; --mode and --flip do not apply "
+                             "(default: the checkpoint's val_protocol, else 'default')")
+    parser.add_argument("--long-side", type=int, default=None,
+                        help="--protocol semseg: resize the longer side to this (their base_size: 512 for VOC "
+                             "and ADE20K, 2048 for Cityscapes; 0: the image's own size; default: the "
+                             "checkpoint's val_long_side)")
     parser.add_argument("--tile-batch", type=int, default=4,
                         help="sliding-window tiles per forward pass (bounds memory in --mode slide)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                        help="mixed precision (bf16, or fp16 on GPUs without bf16; default: the checkpoint's "
+                             "--amp, so that the run's own validation figures are reproduced)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                        help="channels_last memory format (default: the checkpoint's)")
 
 
 def check_inference_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -35,7 +54,7 @@ def check_inference_args(parser: argparse.ArgumentParser, args: argparse.Namespa
         value = getattr(args, name, None)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    for name in ("base_size", "mirror_margin"):
+    for name in ("base_size", "mirror_margin", "long_side"):
         value = getattr(args, name)
         if value is not None and value < 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0, got {value}")
@@ -48,15 +67,39 @@ def check_inference_args(parser: argparse.ArgumentParser, args: argparse.Namespa
 def inference_config(args: argparse.Namespace, train_config: dict, program: str) -> InferenceConfig:
     """The checkpoint's validation settings, overridden by the flags."""
     margin = train_config.get("val_mirror_margin", 0) if args.mirror_margin is None else args.mirror_margin
-    inference = InferenceConfig(mode=args.mode or train_config["val_mode"],
-                                tile=args.tile or train_config["val_tile"],
-                                stride=args.stride or train_config["val_stride"], batch_size=args.tile_batch,
-                                scales=tuple(args.scales), flip=args.flip, mirror_margin=margin)
+    # Checkpoints from before the protocol was recorded validated with the default one.
+    protocol = args.protocol or train_config.get("val_protocol", "default")
+    long_side = train_config.get("val_long_side", 0) if args.long_side is None else args.long_side
+    tile = args.tile or train_config["val_tile"]
+    # The authors' stride follows the crop, whatever stride the checkpoint's own validation used.
+    default_stride = semseg_stride(tile) if protocol == "semseg" else train_config["val_stride"]
+    inference = InferenceConfig(mode=args.mode or train_config["val_mode"], tile=tile,
+                                stride=args.stride or default_stride, batch_size=args.tile_batch,
+                                scales=tuple(args.scales), flip=args.flip, mirror_margin=margin,
+                                protocol=protocol, long_side=long_side)
     try:
         inference.validate()
     except ValueError as err:
         raise SystemExit(f"{program}: {err}") from None
     return inference
+
+
+def precision(args: argparse.Namespace, train_config: dict, device: torch.device,
+              model: nn.Module) -> tuple[bool, torch.dtype | None]:
+    """(channels_last, autocast dtype or None): the checkpoint's run settings, overridden by the
+    flags. With channels_last, `model` is converted in place, as the engine converts it."""
+    from .engine import autocast_dtype  # the engine's own rule, so that eval matches the run's validation
+
+    amp = train_config.get("amp", False) if args.amp is None else args.amp
+    channels_last = train_config.get("channels_last", False) if args.channels_last is None else args.channels_last
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    return channels_last, autocast_dtype(device) if amp else None
+
+
+def input_norm(state: dict) -> InputNorm:
+    """The pixel normalisation the checkpoint's model was trained with."""
+    return InputNorm.from_dict(state.get("input_norm"))
 
 
 def base_size(args: argparse.Namespace, train_config: dict) -> int:

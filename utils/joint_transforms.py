@@ -17,9 +17,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from datasets.base import IGNORE_INDEX
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from models.input_norm import IMAGENET, InputNorm
 
 
 class RandomScale(v2.Transform):
@@ -117,22 +115,56 @@ def warp(tensor: torch.Tensor, displacement: torch.Tensor, nearest: bool = False
     return out.to(tensor.dtype)
 
 
-def _to_model_input(mean: Sequence[float], std: Sequence[float]) -> list:
-    # ToDtype with a plain dtype converts images only; masks stay int64.
-    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+class ToBGR(v2.Transform):
+    """Reverse the channel order of images (RGB -> BGR, for Caffe's weights); masks pass through."""
+
+    def transform(self, inpt, params: dict):
+        if isinstance(inpt, tv_tensors.Mask):
+            return inpt
+        return tv_tensors.wrap(inpt.flip(-3), like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else inpt.flip(-3)
+
+
+def _to_model_input(norm: InputNorm) -> list:
+    # ToDtype with a plain dtype converts images only; masks stay int64. Pixels are in [0, 1]
+    # after it, so the mean and std are taken to that range (Caffe's are in 0..255).
+    mean, std = norm.unit_mean_std()
+    return [v2.ToDtype(torch.float32, scale=True), *([ToBGR()] if norm.bgr else []), v2.Normalize(mean, std)]
+
+
+# hszhao/semseg's RandRotate rotates half of the images; its RandomGaussianBlur is OpenCV's
+# GaussianBlur with a 5 x 5 kernel and sigma 0, for which OpenCV takes
+# sigma = 0.3 * ((ksize - 1) / 2 - 1) + 0.8 = 1.1.
+ROTATE_PROBABILITY = 0.5
+BLUR_KERNEL, BLUR_SIGMA = 5, 1.1
+
+
+def random_rotation(degrees: float, norm: InputNorm = IMAGENET) -> v2.Transform:
+    """With probability 0.5, rotate by an angle uniform in [-degrees, degrees] about the centre,
+    keeping the size: the image bilinearly, filled with its mean colour (zero once normalised),
+    the mask with nearest neighbour, filled with the ignore index (as the authors' RandRotate)."""
+    fill = {tv_tensors.Image: list(norm.mean_rgb8()), tv_tensors.Mask: IGNORE_INDEX}
+    rotation = v2.RandomRotation(degrees, interpolation=v2.InterpolationMode.BILINEAR, fill=fill)
+    return v2.RandomApply([rotation], p=ROTATE_PROBABILITY)
+
+
+def random_blur(probability: float) -> v2.Transform:
+    """With `probability`, the authors' Gaussian blur of the image (the mask passes through)."""
+    return v2.RandomApply([v2.GaussianBlur(BLUR_KERNEL, sigma=BLUR_SIGMA)], p=probability)
 
 
 def train_transforms(crop_size: int | Sequence[int], scale_range: Sequence[float] = (0.5, 2.0),
-                     hflip: bool = True, base_size: int | None = None,
-                     mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                     elastic_std: float = 0.0, elastic_grid: int = 3) -> v2.Compose:
-    """Random scale, elastic deformation (when `elastic_std` > 0), crop of exactly
-    `crop_size` (padded with 0 / ignore), flip, normalise.
+                     hflip: bool = True, base_size: int | None = None, norm: InputNorm = IMAGENET,
+                     elastic_std: float = 0.0, elastic_grid: int = 3, rotate: float = 0.0,
+                     blur: float = 0.0) -> v2.Compose:
+    """Random scale, elastic deformation (when `elastic_std` > 0), random rotation (when
+    `rotate` > 0) and Gaussian blur (with probability `blur`), crop of exactly
+    `crop_size` (an int, or (height, width)), flip, normalise with `norm`.
 
     Every crop has the configured size: an image smaller than the crop is
-    padded, image with 0 and mask with the ignore index, so padding never
-    counts in the loss. The deformation runs on the whole (scaled) image before
-    cropping, so the crop's own borders are never reflected.
+    padded, the image with its mean colour (which normalises to zero, as the
+    sliding window pads at test time) and the mask with the ignore index, so
+    padding never counts in the loss. The deformation runs on the whole
+    (scaled) image before cropping, so the crop's own borders are never reflected.
     """
     steps: list = []
     if base_size:
@@ -141,15 +173,18 @@ def train_transforms(crop_size: int | Sequence[int], scale_range: Sequence[float
         steps.append(RandomScale(*scale_range))
     if elastic_std > 0:
         steps.append(ElasticDeform(elastic_std, elastic_grid))
+    if rotate > 0:  # the authors' order: scale, rotate, blur, flip, crop
+        steps.append(random_rotation(rotate, norm))
+    if blur > 0:
+        steps.append(random_blur(blur))
     steps.append(v2.RandomCrop(crop_size, pad_if_needed=True,
-                               fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}))
+                               fill={tv_tensors.Image: list(norm.mean_rgb8()), tv_tensors.Mask: IGNORE_INDEX}))
     if hflip:
         steps.append(v2.RandomHorizontalFlip())
-    return v2.Compose(steps + _to_model_input(mean, std))
+    return v2.Compose(steps + _to_model_input(norm))
 
 
-def eval_transforms(base_size: int | None = None, mean: Sequence[float] = IMAGENET_MEAN,
-                    std: Sequence[float] = IMAGENET_STD) -> v2.Compose:
+def eval_transforms(base_size: int | None = None, norm: InputNorm = IMAGENET) -> v2.Compose:
     """Normalise; optionally resize the image's shorter side to `base_size` first.
 
     The mask is never resized: `utils.evaluation.evaluate` resizes the logits
@@ -157,4 +192,4 @@ def eval_transforms(base_size: int | None = None, mean: Sequence[float] = IMAGEN
     computed on the original labels, as the benchmarks define them.
     """
     steps: list = [ResizeShorterSide(base_size, masks=False)] if base_size else []
-    return v2.Compose(steps + _to_model_input(mean, std))
+    return v2.Compose(steps + _to_model_input(norm))

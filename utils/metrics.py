@@ -1,4 +1,4 @@
-"""Confusion-matrix metrics: acc, acc_cls, mean_iu, fwavacc and per-class IoU;
+"""Confusion-matrix metrics: acc, acc_cls, mean_iu, fwavacc, per-class IoU and Dice;
 the ISBI 2012 challenge's pixel error and foreground-restricted Rand error.
 
 The definitions are those of the FCN paper (Long et al. 2015, section 5):
@@ -8,8 +8,13 @@ with n_ij the pixels of class i predicted as j and t_i = sum_j n_ij,
   IoU_i   = n_ii / (t_i + sum_j n_ji - n_ii)
   mean_iu = mean_i IoU_i
   fwavacc = sum_i t_i IoU_i / sum_i t_i                 (frequency weighted IoU)
-A class absent from both targets and predictions has no defined IoU and is
-left out of the means (NaN in the per-class list).
+plus, as medical and few-class benchmarks report it, the Dice coefficient (F1):
+  Dice_i    = 2 n_ii / (t_i + sum_j n_ji) = 2 IoU_i / (1 + IoU_i)
+  mean_dice = mean_i Dice_i
+computed from the same confusion matrix, i.e. pooled over every pixel of the split,
+not averaged per image.
+A class absent from both targets and predictions has no defined IoU or Dice and
+is left out of the means (NaN in the per-class lists).
 """
 from __future__ import annotations
 
@@ -66,12 +71,15 @@ def metrics_from_confusion(matrix: torch.Tensor) -> dict:
     freq = per_target / total if total > 0 else per_target
     present = per_target > 0
     fwavacc = (freq[present] * iou[present]).sum().item()
+    dice = 2 * diag / (per_target + per_prediction)  # NaN where the class is absent from both
     return {
         "acc": acc,
         "acc_cls": acc_cls,
         "mean_iu": _nanmean(iou),
         "fwavacc": fwavacc,
+        "mean_dice": _nanmean(dice),
         "iou": iou.tolist(),
+        "dice": dice.tolist(),
     }
 
 

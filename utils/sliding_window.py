@@ -22,7 +22,8 @@ def sliding_window(predict: Callable[[torch.Tensor], torch.Tensor], images: torc
 
     `predict` maps a batch of tiles to logits of the same size. Images smaller
     than the tile are zero-padded at the bottom and right (zero is the mean
-    colour after normalisation) and the padding is cropped off the result.
+    colour after normalisation, which is also what training crops are padded
+    with: see utils.joint_transforms) and the padding is cropped off the result.
     Tiles from all images are batched together, `batch_size` at a time.
     """
     tile_h, tile_w = (tile, tile) if isinstance(tile, int) else tile
@@ -44,8 +45,10 @@ def sliding_window(predict: Callable[[torch.Tensor], torch.Tensor], images: torc
         tiles = torch.stack([padded[i, :, y:y + tile_h, x:x + tile_w] for i, y, x in chunk])
         out = predict(tiles)
         if logits is None:
-            logits = torch.zeros(n, num_classes, full_h, full_w, device=images.device, dtype=torch.float32)
+            # float32 at least (sums of fp16 / bf16 tiles would lose precision), float64 when given it
+            dtype = torch.promote_types(out.dtype, torch.float32)
+            logits = torch.zeros(n, num_classes, full_h, full_w, device=images.device, dtype=dtype)
         for (i, y, x), tile_logits in zip(chunk, out):
-            logits[i, :, y:y + tile_h, x:x + tile_w] += tile_logits.float()
+            logits[i, :, y:y + tile_h, x:x + tile_w] += tile_logits.to(logits.dtype)
             counts[i, :, y:y + tile_h, x:x + tile_w] += 1
     return (logits / counts)[..., :height, :width]

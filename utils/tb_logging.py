@@ -7,7 +7,9 @@ from typing import Sequence
 import torch
 from torchvision.utils import make_grid
 
-from .visualize import colorize, denormalize
+from models.input_norm import InputNorm
+
+from .visualize import colorize
 
 
 class TensorBoardLogger:
@@ -29,14 +31,13 @@ class TensorBoardLogger:
                     self.writer.add_scalar(f"val_iou/{name}", value, step)
 
     def prediction_grid(self, rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-                        palette: Sequence[Sequence[int]], mean: Sequence[float], std: Sequence[float],
-                        step: int) -> None:
+                        palette: Sequence[Sequence[int]], norm: InputNorm, step: int) -> None:
         """One row per image: image | ground truth | prediction, in the data set's palette."""
         if self.writer is None or not rows:
             return
         tiles = []
         for image, target, prediction in rows:
-            tiles += [denormalize(image, mean, std).cpu(), colorize(target, palette).cpu(),
+            tiles += [norm.denormalize(image).cpu(), colorize(target, palette).cpu(),
                       colorize(prediction, palette).cpu()]
         height = max(t.shape[1] for t in tiles)
         width = max(t.shape[2] for t in tiles)

@@ -24,13 +24,6 @@ def colorize(mask: torch.Tensor, palette: Sequence[Sequence[int]]) -> torch.Tens
     return table[mask.long().clamp(0, 255)].permute(2, 0, 1)
 
 
-def denormalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 [3, H, W] from a normalised float image."""
-    mean_t = torch.tensor(mean, device=image.device).view(3, 1, 1)
-    std_t = torch.tensor(std, device=image.device).view(3, 1, 1)
-    return ((image.float() * std_t + mean_t).clamp(0, 1) * 255).round().to(torch.uint8)
-
-
 def save_palette_png(mask: np.ndarray, palette: Sequence[Sequence[int]], path) -> None:
     """Write class ids as an indexed ('P') PNG: pixel values stay class ids, viewers show colours."""
     image = Image.fromarray(mask.astype(np.uint8), mode="P")

@@ -1,22 +1,29 @@
-"""PSPNet (ResNet-50) on ADE20K (SceneParse150).
+"""PSPNet-50 on ADE20K (SceneParse150), as its authors train it (hszhao/semseg).
 
 Source: Zhao, Shi, Qi, Wang and Jia, "Pyramid Scene Parsing Network", CVPR 2017
-(arXiv:1612.01105), Sec. 5.1 (implementation details) and 5.2 (ImageNet scene
-parsing challenge 2016, ADE20K); crop size 473 x 473 from the authors'
-released ADE20K model (github.com/hszhao/PSPNet).
+(arXiv:1612.01105), Sec. 5.1 and 5.2; every value below is that of the authors'
+released PyTorch system, hszhao/semseg (config/ade20k/ade20k_pspnet50.yaml,
+model/pspnet.py, tool/train.py, util/transform.py), whose released models this
+repository converts (tools/convert_checkpoint.py semseg-pspnet).
 
-Paper setting, and how it is set here:
-- Backbone: ResNet-50 from ImageNet weights (the backbone of the paper's
-  ADE20K ablations), dilated to output stride 8; bins 1, 2, 3, 6; auxiliary
-  loss weight 0.4.
-- Optimiser: SGD, momentum 0.9, weight decay 1e-4, base learning rate 0.01,
-  poly (power 0.9), batch size 16, 150K iterations for ADE20K.
-- Augmentation: random mirror, random resize 0.5-2, crops of 473 x 473
-  (rotation and blur are not implemented by the engine).
-- Data: the 20210 training images; validation whole-image on the 2000
-  validation images, at their original resolution.
-Reported: the paper's ResNet-50 ablations are on ADE20K val (see its Tables
-2-4); we do not quote a figure here.
+Setting, and how it is set here:
+- Network: their deep-base ResNet-50 (ImageNet weights from their file
+  resnet50_v2.pth in SEG_WEIGHTS; --backbone resnet101_deep for PSPNet-101),
+  every block of layer3 / layer4 dilated (2 / 4), BatchNorm in every pyramid
+  bin (training needs batches of 2 or more), align_corners=True resizing,
+  auxiliary loss weight 0.4.
+- Optimiser: SGD, momentum 0.9, weight decay 1e-4, base LR 0.01, 10x for the
+  new layers (--head-lr-mult 10), poly (power 0.9), batch size 16, 100 epochs
+  of the 20210 training images: 20210 // 16 = 1263 iterations each (the last
+  partial batch dropped, as their loader does), 126300 iterations.
+- Augmentation, in their order: random scale 0.5-2, rotation within +-10
+  degrees (half of the images), Gaussian blur (half of the images), mirror,
+  473 x 473 crops (8k + 1) padded with the mean colour.
+- Validation: the 2000 validation images with their test protocol
+  (--val-protocol semseg): longer side 512, 473 crops at stride 316, flipped,
+  probabilities averaged; metrics at the labels' original resolution.
+Reported: 41.89 mIoU on ADE20K val, single scale, for the authors' own run of
+this recipe (43.10 with ResNet-101; hszhao/semseg README).
 """
 import sys
 from pathlib import Path
@@ -27,16 +34,18 @@ from utils.engine import TrainConfig, run
 
 cfg = TrainConfig(
     model="psp_net",
-    backbone="resnet50",
-    model_kwargs={"output_stride": 8, "aux": True},
+    backbone="resnet50_deep",
+    model_kwargs={"output_stride": 8, "aux": True, "dilate_first_block": True, "bin_batch_norm": True,
+                  "align_corners": True},
     pretrained=True,
     dataset="ade20k",
     train_split="train",
     val_split="val",
-    iters=150000,
+    iters=100 * (20210 // 16),
     batch_size=16,
     optimizer="sgd",
     lr=0.01,
+    head_lr_mult=10.0,
     momentum=0.9,
     weight_decay=1e-4,
     poly_power=0.9,
@@ -44,9 +53,13 @@ cfg = TrainConfig(
     crop_size=473,
     scale_min=0.5,
     scale_max=2.0,
+    rotate=10.0,
+    blur=0.5,
     hflip=True,
-    val_every=10000,
-    val_mode="whole",
+    val_every=10 * (20210 // 16),
+    val_protocol="semseg",
+    val_long_side=512,
+    val_tile=473,
     val_batch_size=1,
 )
 

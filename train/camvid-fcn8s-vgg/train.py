@@ -3,17 +3,19 @@
 Architecture: Long, Shelhamer and Darrell, "Fully Convolutional Networks for
 Semantic Segmentation", CVPR 2015 (arXiv:1411.4038), FCN-8s on torchvision's
 VGG16 with ImageNet weights, trained in one stage ("at-once", which the
-journal version, TPAMI 2017, Sec. 4.1, finds as good as the staged recipe).
+journal version, TPAMI 2017, Sec. 4.1, finds as good as the staged recipe),
+so with the authors' at-once skip scaling (pool4 x 0.01, pool3 x 0.0001:
+`at_once=True`, models/fcn.py).
 
 No paper trains this pair on CamVid. Defaults (the GPU recipe): SegNet's data
-setting (train/camvid-seg-net/train.py: whole 360 x 480 images padded to 480,
-no augmentation, median frequency class balancing, batch 12, 10000
+setting (train/camvid-seg-net/train.py: whole 360 x 480 images as 360 x 480
+crops, no augmentation, median frequency class balancing, batch 12, 10000
 iterations, weight decay 5e-4) with FCN's optimiser: SGD, momentum 0.9, a
 constant learning rate of 1e-4 (SegNet's 0.1 diverges on VGG16 without
 BatchNorm). Validation whole-image on val.
 
 CPU recipe (400 steps, about 4 epochs, ran in 37 min 26 s with validation on an idle
-2-core CPU, val mean_iu 0.3139; the same flags as camvid-seg-net and
+2-core CPU, val mean_iu 0.3139 before the fidelity fixes, without at_once; the same flags as camvid-seg-net and
 camvid-u-net, less the width, which VGG16 fixes):
     python train/camvid-fcn8s-vgg/train.py --no-pretrained \\
         --base-size 180 --val-base-size 180 --crop-size 180 --batch-size 4 \\
@@ -33,6 +35,7 @@ from utils.engine import TrainConfig, run
 
 cfg = TrainConfig(
     model="fcn8s",
+    model_kwargs={"at_once": True},
     backbone="vgg16",
     pretrained=True,
     dataset="camvid",
@@ -46,7 +49,7 @@ cfg = TrainConfig(
     weight_decay=5e-4,
     poly_power=0.0,
     class_weights="median-freq",
-    crop_size=480,
+    crop_size=(360, 480),
     scale_min=1.0,
     scale_max=1.0,
     hflip=False,

@@ -10,9 +10,9 @@ Paper setting, and how it is set here:
   output stride 32 before unpooling; no auxiliary loss.
 - Optimiser: SGD, fixed learning rate 0.1 (constant: poly_power 0),
   momentum 0.9, mini-batches of 12 images, shuffled each epoch.
-- Whole 360 x 480 images, no augmentation: crop 480 with no scaling and no
-  flip pads each image to 480 x 480 with the ignore index, so every pixel
-  of the image is seen and padding never counts in the loss.
+- Whole 360 x 480 images, no augmentation: a 360 x 480 crop with no scaling
+  and no flip is the whole frame, so every pixel is seen and nothing is
+  padded (padding would enter BatchNorm's statistics).
 - Data: the SegNet tutorial's CamVid (367 train, 101 val), 11 classes,
   validation whole-image on val.
 - Loss weighted by median frequency balancing, as the paper did (Eigen and
@@ -57,7 +57,7 @@ cfg = TrainConfig(
     weight_decay=5e-4,
     poly_power=0.0,
     class_weights="median-freq",
-    crop_size=480,
+    crop_size=(360, 480),
     scale_min=1.0,
     scale_max=1.0,
     hflip=False,

@@ -6,7 +6,7 @@ trained from scratch as in the paper (no ImageNet encoder).
 
 No paper trains U-Net on CamVid. Defaults (the GPU recipe) are those of
 train/camvid-seg-net/train.py, so that the two rows compare architectures, not
-recipes: whole 360 x 480 images (crop 480 pads them with the ignore index), no
+recipes: whole 360 x 480 images (a 360 x 480 crop, so nothing is padded), no
 augmentation, median frequency class balancing (computed from the training
 masks, cached and printed), SGD, constant lr 0.1, momentum 0.9, weight decay
 5e-4, batch 12, 10000 iterations; U-Net at the paper's width 64. Validation
@@ -47,7 +47,7 @@ cfg = TrainConfig(
     weight_decay=5e-4,
     poly_power=0.0,
     class_weights="median-freq",
-    crop_size=480,
+    crop_size=(360, 480),
     scale_min=1.0,
     scale_max=1.0,
     hflip=False,

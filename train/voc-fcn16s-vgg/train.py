@@ -21,7 +21,13 @@ Paper setting, and how it is set here: as FCN-32s (SGD, momentum 0.9, weight
 decay 5e-4, minibatches of 20 whole images, no augmentation, constant
 learning rate), with the learning rate decreased by a factor of 100 (Sec.
 4.2): 1e-6. That rate assumes --init-from; to train FCN-16s in one go from
-ImageNet weights instead, pass --lr 1e-4. Data: `voc_aug` train_aug / VOC
+ImageNet weights instead, pass --lr 1e-4 --model-kwargs '{"at_once": true}'
+(the authors' at-once scaling of pool4 by 0.01, models/fcn.py).
+Backbone: the paper's VGG16, Caffe's ImageNet model (`vgg16_caffe`: the
+file vgg16-00b39a1b.pth in SEG_WEIGHTS), which expects BGR pixels in 0..255
+minus the means 103.939 / 116.779 / 123.68; the checkpoint records that
+normalisation, so eval.py and predict.py apply it. `--backbone vgg16` uses
+torchvision's VGG16 (RGB, ImageNet mean and std) instead. Data: `voc_aug` train_aug / VOC
 2012 val (the paper: SBD train / a VOC 2011 val subset). Iterations: the
 paper reports about one day of training per stage, not iterations; 8000
 iterations of 20 images is our choice.
@@ -36,7 +42,7 @@ from utils.engine import TrainConfig, run
 
 cfg = TrainConfig(
     model="fcn16s",
-    backbone="vgg16",
+    backbone="vgg16_caffe",
     pretrained=True,
     dataset="voc_aug",
     train_split="train_aug",

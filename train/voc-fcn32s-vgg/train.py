@@ -4,8 +4,13 @@ Source: Long, Shelhamer and Darrell, "Fully Convolutional Networks for Semantic
 Segmentation", CVPR 2015 (arXiv:1411.4038), Sec. 4.1-4.3 and Table 2.
 
 Paper setting, and how it is set here:
-- Backbone: VGG16 from ImageNet weights, fc6/fc7 kept as convolutions (4096
-  channels), output stride 32; the score layer starts at zero.
+- Backbone: the paper's VGG16, Caffe's ImageNet model (`vgg16_caffe`: the
+  file vgg16-00b39a1b.pth in SEG_WEIGHTS), which expects BGR pixels in 0..255
+  minus the means 103.939 / 116.779 / 123.68; the checkpoint records that
+  normalisation, so eval.py and predict.py apply it. `--backbone vgg16` uses
+  torchvision's VGG16 (RGB, ImageNet mean and std) instead.
+- fc6/fc7 kept as convolutions (4096 channels) with Caffe's element-wise
+  dropout, output stride 32; the score layer starts at zero.
 - Optimiser: SGD, momentum 0.9, weight decay 5e-4, fixed learning rate 1e-4
   for FCN-VGG16 (constant: poly_power 0), minibatches of 20 images.
 - Whole images, no augmentation (the paper found mirroring and jittering
@@ -34,7 +39,7 @@ from utils.engine import TrainConfig, run
 
 cfg = TrainConfig(
     model="fcn32s",
-    backbone="vgg16",
+    backbone="vgg16_caffe",
     pretrained=True,
     dataset="voc_aug",
     train_split="train_aug",

@@ -14,7 +14,14 @@ upsampling; every other tensor comes from the checkpoint:
 Paper setting, and how it is set here: as FCN-16s (SGD, momentum 0.9, weight
 decay 5e-4, minibatches of 20 whole images, no augmentation, constant
 learning rate 100 times below FCN-32s's: 1e-6, which assumes --init-from;
-from ImageNet weights in one go pass --lr 1e-4). Data: `voc_aug` train_aug /
+from ImageNet weights in one go pass --lr 1e-4 --model-kwargs '{"at_once": true}',
+the authors' voc-fcn8s-atonce: pool4 x 0.01 and pool3 x 0.0001 before their
+score layers, models/fcn.py).
+Backbone: the paper's VGG16, Caffe's ImageNet model (`vgg16_caffe`: the
+file vgg16-00b39a1b.pth in SEG_WEIGHTS), which expects BGR pixels in 0..255
+minus the means 103.939 / 116.779 / 123.68; the checkpoint records that
+normalisation, so eval.py and predict.py apply it. `--backbone vgg16` uses
+torchvision's VGG16 (RGB, ImageNet mean and std) instead. Data: `voc_aug` train_aug /
 VOC 2012 val (the paper: SBD train / a VOC 2011 val subset). Iterations:
 8000 iterations of 20 images, our choice (the paper reports about one day of
 training per stage).
@@ -30,7 +37,7 @@ from utils.engine import TrainConfig, run
 
 cfg = TrainConfig(
     model="fcn8s",
-    backbone="vgg16",
+    backbone="vgg16_caffe",
     pretrained=True,
     dataset="voc_aug",
     train_split="train_aug",

@@ -1,23 +1,29 @@
-"""PSPNet (ResNet-101) on PASCAL VOC 2012 + SBD.
+"""PSPNet-101 on PASCAL VOC 2012 + SBD, as its authors train it (hszhao/semseg).
 
 Source: Zhao, Shi, Qi, Wang and Jia, "Pyramid Scene Parsing Network", CVPR 2017
-(arXiv:1612.01105), Sec. 5.1 (implementation details) and 5.3 (PASCAL VOC
-2012); crop size from the authors' released models (github.com/hszhao/PSPNet:
-473 x 473 for VOC and ADE20K, 713 x 713 for Cityscapes).
+(arXiv:1612.01105), Sec. 5.1 and 5.3; every value below is that of the authors'
+released PyTorch system, hszhao/semseg (config/voc2012/voc2012_pspnet101.yaml,
+model/pspnet.py, tool/train.py, util/transform.py), whose released models this
+repository converts (tools/convert_checkpoint.py semseg-pspnet).
 
-Paper setting, and how it is set here:
-- Backbone: ResNet-101 from ImageNet weights, dilated to output stride 8;
-  pyramid pooling bins 1, 2, 3, 6; auxiliary loss on the stride-16 stage
-  (res4b22) with weight 0.4.
-- Optimiser: SGD, momentum 0.9, weight decay 1e-4, base learning rate 0.01
-  with the poly policy (power 0.9), batch size 16, 30K iterations for VOC.
-- Augmentation: random mirror and random resize between 0.5 and 2; crops of
-  473 x 473. The paper's random rotation (-10 to 10 degrees) and Gaussian
-  blur are not implemented by the engine.
-- Data: `voc_aug` train_aug (10582 images, the paper's augmented training
-  set), validated whole-image on VOC 2012 val (1449).
-Reported: 82.6 mIoU on VOC 2012 test without MS-COCO pre-training (85.4 with
-it), with multi-scale testing.
+Setting, and how it is set here:
+- Network: their deep-base ResNet-101 (three 3x3 stem convolutions, ImageNet
+  weights from their file resnet101_v2.pth in SEG_WEIGHTS), every block of
+  layer3 / layer4 dilated (2 / 4), BatchNorm in every pyramid bin (training
+  needs batches of 2 or more), align_corners=True resizing, auxiliary loss on
+  layer3 with weight 0.4.
+- Optimiser: SGD, momentum 0.9, weight decay 1e-4, base LR 0.01 for the
+  backbone and 10x (--head-lr-mult 10) for the pyramid, classifier and
+  auxiliary head, poly (power 0.9), batch size 16, 50 epochs of train_aug:
+  10582 // 16 = 661 iterations each (their loader drops the last partial
+  batch), 33050 iterations.
+- Augmentation, in their order: random scale 0.5-2, rotation within +-10
+  degrees (half of the images), Gaussian blur (half of the images), mirror,
+  473 x 473 crops (8k + 1) padded with the mean colour.
+- Validation: their test protocol (--val-protocol semseg): longer side resized
+  to 512, 473 crops at stride 316, flipped, probabilities averaged.
+Reported: 79.07 mIoU on VOC 2012 val, single scale, for the authors' own run
+of this recipe (hszhao/semseg README); 82.6 on VOC 2012 test in the paper.
 """
 import sys
 from pathlib import Path
@@ -28,16 +34,18 @@ from utils.engine import TrainConfig, run
 
 cfg = TrainConfig(
     model="psp_net",
-    backbone="resnet101",
-    model_kwargs={"output_stride": 8, "aux": True},
+    backbone="resnet101_deep",
+    model_kwargs={"output_stride": 8, "aux": True, "dilate_first_block": True, "bin_batch_norm": True,
+                  "align_corners": True},
     pretrained=True,
     dataset="voc_aug",
     train_split="train_aug",
     val_split="val",
-    iters=30000,
+    iters=50 * (10582 // 16),
     batch_size=16,
     optimizer="sgd",
     lr=0.01,
+    head_lr_mult=10.0,
     momentum=0.9,
     weight_decay=1e-4,
     poly_power=0.9,
@@ -45,9 +53,13 @@ cfg = TrainConfig(
     crop_size=473,
     scale_min=0.5,
     scale_max=2.0,
+    rotate=10.0,
+    blur=0.5,
     hflip=True,
-    val_every=3000,
-    val_mode="whole",
+    val_every=5 * (10582 // 16),
+    val_protocol="semseg",
+    val_long_side=512,
+    val_tile=473,
     val_batch_size=1,
 )
 

@@ -1,0 +1,123 @@
+"""Declared mask values or colours -> class ids, exactly or (lossy files) by snapping.
+
+Lossless masks must hold only declared values: anything else is an error naming the
+file, the value and its pixel count. Lossy (JPEG) masks are snapped pixel by pixel to
+the nearest declared value (class or ignored); pixels farther than `snap_distance`
+from all of them are counted as "far" and, past `max_far_fraction` of the mask, stop
+the run: so many means the declaration does not describe the file. Distances between
+colours are the largest per-channel difference.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .base import IGNORE_INDEX, DatasetError
+from .declaration import Declaration, Value, show_value
+from .mask_files import RawMask, pack, unpack
+
+
+@dataclass
+class Encoded:
+    """Class ids (255 = ignored) of one mask and how many of its pixels were far from every declared value."""
+
+    ids: np.ndarray
+    far_pixels: int
+
+
+class MaskEncoder:
+    """Encodes raw masks by a declaration that lists classes (see the module docstring)."""
+
+    def __init__(self, declaration: Declaration) -> None:
+        if not declaration.declares_classes:
+            raise ValueError("MaskEncoder needs a declaration with classes")
+        self.declaration = declaration
+        self.colour = declaration.by_colour
+        targets = list(declaration.values) + list(declaration.ignore)
+        self.targets = targets
+        self.target_ids = np.array(list(range(len(declaration.values))) + [IGNORE_INDEX] * len(declaration.ignore),
+                                   dtype=np.int64)
+        self.keys = np.array([_key(t) for t in targets], dtype=np.int64)
+        self.order = np.argsort(self.keys)
+
+    def encode(self, raw: RawMask, path: Path) -> Encoded:
+        data = raw.data
+        if not self.colour and raw.is_colour:
+            data = self._grey_from_colour(raw, path)
+        keys = pack(data) if self.colour else data
+        if raw.lossy:
+            return self._snap(keys, path, raw.format)
+        return Encoded(self._exact(keys, path), 0)
+
+    def _grey_from_colour(self, raw: RawMask, path: Path) -> np.ndarray:
+        """A colour file under a declaration of values: grey only if its channels agree (JPEG: nearly)."""
+        rgb = raw.data.astype(np.int64)
+        spread = rgb.max(axis=2) - rgb.min(axis=2)
+        allowed = self.declaration.snap_distance if raw.lossy else 0
+        if spread.max() > allowed:
+            y, x = np.unravel_index(int(spread.argmax()), spread.shape)
+            raise DatasetError(
+                f"label {path} is a colour image (pixel at row {y}, column {x} is "
+                f"{show_value(tuple(int(c) for c in raw.data[y, x]))}) but the declaration ({self.declaration.source}) "
+                f"lists grey values; declare each class by its colour, e.g. \"classes\": {{\"road\": [128, 64, 128]}}")
+        return np.rint(rgb.mean(axis=2)).astype(np.int64)
+
+    def _exact(self, keys: np.ndarray, path: Path) -> np.ndarray:
+        sorted_keys = self.keys[self.order]
+        position = np.clip(np.searchsorted(sorted_keys, keys), 0, len(sorted_keys) - 1)
+        known = sorted_keys[position] == keys
+        if not known.all():
+            found, counts = np.unique(keys[~known], return_counts=True)
+            raise DatasetError(self._undeclared_message(path, found, counts))
+        return self.target_ids[self.order][position]
+
+    def _snap(self, keys: np.ndarray, path: Path, fmt: str) -> Encoded:
+        found, inverse = np.unique(keys, return_inverse=True)
+        values = np.array([unpack(k) for k in found] if self.colour else found[:, None], dtype=np.int64)
+        targets = np.array([t if self.colour else (t,) for t in self.targets], dtype=np.int64)
+        distance = np.abs(values[:, None, :] - targets[None, :, :]).max(axis=2)  # found x targets
+        nearest = distance.argmin(axis=1)
+        far = distance.min(axis=1) > self.declaration.snap_distance
+        far_pixels = int(far[inverse].sum())
+        total = keys.size
+        if total and far_pixels > self.declaration.max_far_fraction * total:
+            counts = np.bincount(inverse.ravel(), minlength=len(found))
+            worst = np.argsort(-(counts * far))[:3]
+            examples = ", ".join(f"{show_value(_value(found[i], self.colour))} ({counts[i]} pixels)"
+                                 for i in worst if far[i])
+            raise DatasetError(
+                f"label {path} is lossy ({fmt}) and {far_pixels} of its {total} pixels "
+                f"({100 * far_pixels / total:.1f} %) are more than {self.declaration.snap_distance} levels from "
+                f"every declared value ({self._declared_text()}), e.g. {examples}; max_far_fraction is "
+                f"{self.declaration.max_far_fraction}: check the declaration ({self.declaration.source}), "
+                f"or raise snap_distance / max_far_fraction if the file is only very noisy")
+        return Encoded(self.target_ids[nearest][inverse].reshape(keys.shape), far_pixels)
+
+    def _undeclared_message(self, path: Path, found: np.ndarray, counts: np.ndarray) -> str:
+        kind = "colour" if self.colour else "value"
+        order = np.argsort(-counts)
+        listed = ", ".join(f"{show_value(_value(found[i], self.colour))} ({int(counts[i])} pixels)"
+                           for i in order[:5])
+        more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+        first = order[0]
+        return (f"label {path} holds {kind} {show_value(_value(found[first], self.colour))} in {int(counts[first])} "
+                f"pixels, which the declaration ({self.declaration.source}) does not list; undeclared {kind}s "
+                f"found: {listed}{more}. Declared: {self._declared_text()}. Add each to \"classes\" or \"ignore\"")
+
+    def _declared_text(self) -> str:
+        d = self.declaration
+        classes = ", ".join(f"{name} = {show_value(v)}" for name, v in zip(d.classes, d.values))
+        ignored = ", ".join(show_value(v) for v in d.ignore) or "none"
+        return f"{classes}; ignored: {ignored}"
+
+
+def _key(value: Value) -> int:
+    if isinstance(value, tuple):
+        return (value[0] << 16) | (value[1] << 8) | value[2]
+    return int(value)
+
+
+def _value(key, colour: bool) -> Value:
+    return unpack(int(key)) if colour else int(key)
