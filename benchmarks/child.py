@@ -14,6 +14,13 @@ def rss_mib() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident set so far, in MiB (VmHWM). Not getrusage's ru_maxrss: Linux
+    carries that over fork and exec, so a child would report at least its parent's size."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+
+
 def run_child(script: str, spec: dict, timeout: float) -> dict:
     """Run `script --child SPEC_JSON` and return the JSON object it prints last, or {'error': why}."""
     command = [sys.executable, script, "--child", json.dumps(spec)]

@@ -4,13 +4,14 @@
     python benchmarks/peers.py                       # CPU: 128 x 128, batch 2; GPU: 512 x 512, batch 8
     python benchmarks/peers.py --crop 256 --batch 4 --pairs deeplab_v3
 
-For each pair of networks, in one loop and one run (each measurement in a fresh
-child process, ours and theirs alternating, so that a busy machine slows both
-alike): training images/s (forward, cross-entropy on 'out', backward, SGD step),
-inference images/s (eval mode, no_grad), and peak memory of the training
-measurement (CUDA: max_memory_allocated; CPU: growth of the process's peak
-resident set over its size before the model was built). Ratios are ours over
-theirs: above 1, ours is faster or (memory) bigger. Every network starts from
+For each pair of networks, in one run: training images/s (forward,
+cross-entropy on 'out', backward, SGD step) and inference images/s (eval mode,
+no_grad), from the median step time, with ours and theirs taking turns step by
+step in one loop, so that whatever else the machine does slows both alike; and
+the peak memory of two training steps, each network in a fresh child process
+(CUDA: max_memory_allocated; CPU: growth of the process's peak resident set
+over its size before the model was built). Ratios are ours over theirs: above
+1, ours is faster or (memory) bigger. Every network starts from
 random weights (nothing is downloaded) with ResNet-50 encoders wherever the
 pair allows, so the encoder is the same network on both sides; the heads'
 differences are listed in benchmarks/README.md. Our auxiliary heads are off
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import child  # noqa: E402 - benchmarks/, the script's own folder
-from child import rss_mib  # noqa: E402
+from child import peak_rss_mib, rss_mib  # noqa: E402
 
 # name: (our model and options, [(peer label, library, constructor, its options), ...])
 PAIRS = {
@@ -67,50 +68,82 @@ def logits(output):
     return output["out"] if isinstance(output, dict) else output
 
 
-def measure(spec: dict) -> dict:
-    """In a child process: training and inference images/s and the training's peak memory."""
-    import torch
-    import torch.nn.functional as F
+class Stepper:
+    """One network with its optimiser and a fixed batch: `train_step()` and `infer_step()` in seconds."""
 
-    device = torch.device(spec["device"])
-    torch.manual_seed(0)
-    baseline_mib = rss_mib()
-    model = build(spec).to(device).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, weight_decay=1e-4)
-    images = torch.randn(spec["batch"], 3, spec["crop"], spec["crop"], device=device)
-    targets = torch.randint(0, spec["classes"], (spec["batch"], spec["crop"], spec["crop"]), device=device)
+    def __init__(self, spec: dict) -> None:
+        import torch
 
-    def sync():
-        if device.type == "cuda":
+        self.device = torch.device(spec["device"])
+        torch.manual_seed(0)
+        self.model = build(spec).to(self.device)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-4, momentum=0.9, weight_decay=1e-4)
+        self.images = torch.randn(spec["batch"], 3, spec["crop"], spec["crop"], device=self.device)
+        self.targets = torch.randint(0, spec["classes"], (spec["batch"], spec["crop"], spec["crop"]),
+                                     device=self.device)
+
+    def _timed(self, work) -> float:
+        import torch
+
+        if self.device.type == "cuda":
             torch.cuda.synchronize()
-
-    def train_step():
-        loss = F.cross_entropy(logits(model(images)), targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    def timed(step) -> float:
-        for _ in range(spec["warmup"]):
-            step()
-        sync()
         start = time.perf_counter()
-        for _ in range(spec["steps"]):
-            step()
-        sync()
-        return spec["batch"] * spec["steps"] / (time.perf_counter() - start)
+        work()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
 
-    if device.type == "cuda":
+    def train_step(self) -> float:
+        import torch.nn.functional as F
+
+        def work():
+            self.model.train()
+            loss = F.cross_entropy(logits(self.model(self.images)), self.targets)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        return self._timed(work)
+
+    def infer_step(self) -> float:
+        import torch
+
+        def work():
+            self.model.eval()
+            with torch.no_grad():
+                self.model(self.images)
+        return self._timed(work)
+
+
+def peak_memory(spec: dict) -> dict:
+    """In a child process: the peak memory of training steps (the model, its gradients and optimiser
+    state, and the activations of one step)."""
+    import torch
+
+    baseline_mib = rss_mib()
+    if spec["device"] == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    train = timed(train_step)
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated() / 2 ** 20
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - baseline_mib
-    model.eval()
-    with torch.no_grad():
-        infer = timed(lambda: model(images))
-    return {"train": train, "infer": infer, "peak_mib": peak}
+    stepper = Stepper(spec)
+    for _ in range(2):  # the second step holds the optimiser's momentum too
+        stepper.train_step()
+    if spec["device"] == "cuda":
+        return {"peak_mib": torch.cuda.max_memory_allocated() / 2 ** 20}
+    return {"peak_mib": peak_rss_mib() - baseline_mib}
+
+
+def speeds(specs: list[dict], steps: int, warmup: int) -> list[dict]:
+    """Images/s of each network, its steps interleaved with the others' in this one process, so that
+    whatever else the machine does slows all alike; the median step time of each."""
+    steppers = [Stepper(spec) for spec in specs]
+    results = []
+    for kind in ("train_step", "infer_step"):
+        times: list[list[float]] = [[] for _ in steppers]
+        for index in range(warmup + steps):
+            for stepper, own in zip(steppers, times):
+                elapsed = getattr(stepper, kind)()
+                if index >= warmup:
+                    own.append(elapsed)
+        results.append([specs[0]["batch"] / statistics.median(own) for own in times])
+    return [{"train": train, "infer": infer} for train, infer in zip(*results)]
 
 
 def run_child(spec: dict, timeout: float) -> dict:
@@ -124,14 +157,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--crop", type=int, default=None, help="square input side (default: 512 GPU, 128 CPU)")
     parser.add_argument("--batch", type=int, default=None, help="images per step (default: 8 GPU, 2 CPU)")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 20 GPU, 3 CPU)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps of each network (default: 20 GPU, 9 CPU)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps before each timing")
     parser.add_argument("--classes", type=int, default=21)
     parser.add_argument("--timeout", type=float, default=900, help="seconds per measurement")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(measure(json.loads(args.child))))
+        print(json.dumps(peak_memory(json.loads(args.child))))
         return
 
     import torch
@@ -141,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     device = pick_device(args.device).type
     gpu = device == "cuda"
     common = {"device": device, "crop": args.crop or (512 if gpu else 128), "batch": args.batch or (8 if gpu else 2),
-              "steps": args.steps or (20 if gpu else 3), "warmup": args.warmup, "classes": args.classes}
+              "steps": args.steps or (20 if gpu else 9), "warmup": args.warmup, "classes": args.classes}
     where = torch.cuda.get_device_name() if gpu else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {where}; torch {torch.__version__}; input {common['crop']}x{common['crop']}, batch "
           f"{common['batch']}, {args.warmup} warm-up + {common['steps']} timed steps, {args.classes} classes, fp32\n")
@@ -151,13 +184,16 @@ def main(argv: list[str] | None = None) -> None:
     for pair in args.pairs:
         (our_name, our_kwargs), peers = PAIRS[pair]
         for label, library, name, kwargs in peers:
-            ours = run_child({**common, "library": "ours", "name": our_name, "kwargs": our_kwargs}, args.timeout)
-            theirs = run_child({**common, "library": library, "name": name, "kwargs": kwargs}, args.timeout)
-            print(f"  {pair} vs {label}: ours {ours}, theirs {theirs}", file=sys.stderr, flush=True)
+            our_spec = {**common, "library": "ours", "name": our_name, "kwargs": our_kwargs}
+            their_spec = {**common, "library": library, "name": name, "kwargs": kwargs}
+            ours, theirs = run_child(our_spec, args.timeout), run_child(their_spec, args.timeout)
             if "error" in ours or "error" in theirs:
                 print(f"| {pair} | {label} | failed: {ours.get('error') or theirs.get('error')} |"
                       + " |" * 8, flush=True)
                 continue
+            speed_ours, speed_theirs = speeds([our_spec, their_spec], common["steps"], args.warmup)
+            ours, theirs = {**ours, **speed_ours}, {**theirs, **speed_theirs}
+            print(f"  {pair} vs {label}: ours {ours}, theirs {theirs}", file=sys.stderr, flush=True)
             cells = []
             for key, pattern in (("train", ".2f"), ("infer", ".2f"), ("peak_mib", ".0f")):
                 cells += [format(ours[key], pattern), format(theirs[key], pattern), f"{ours[key] / theirs[key]:.2f}"]

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 from pathlib import Path
@@ -43,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import child  # noqa: E402 - benchmarks/, the script's own folder
-from child import rss_mib  # noqa: E402
+from child import peak_rss_mib, rss_mib  # noqa: E402
 
 FLAG_SETS = {
     "fp32": {},
@@ -146,7 +145,7 @@ def measure(spec: dict) -> dict:
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated() / 2 ** 20
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - baseline
+        peak = peak_rss_mib() - baseline
     return {"images_per_s": spec["batch"] * spec["steps"] / elapsed, "peak_mib": peak, "warmup_s": warmup_s}
 
 
