@@ -31,7 +31,7 @@ from torch import nn
 
 import config
 from .input_norm import CAFFE_VGG, IMAGENET, InputNorm
-from .layers import PaddedConv2d
+from .layers import PaddedConv2d, rename_by_prefix
 
 
 class Backbone(nn.Module):
@@ -146,10 +146,9 @@ def _fix_legacy_keys(arch: str, state_dict: dict) -> dict:
     """torchvision's DenseNet files still use the old 'norm.1' key names; the converted Caffe VGG16
     numbers its classifier as an early torchvision did (dropout first: Linear layers 1, 4, 6)."""
     if arch in CAFFE_VGG_WEIGHTS:
-        renamed = {"classifier.1.": "classifier.0.", "classifier.4.": "classifier.3."}
+        renamed = (("classifier.1.", "classifier.0."), ("classifier.4.", "classifier.3."))
         if any(key.startswith("classifier.1.") for key in state_dict):
-            return {next((new + key[len(old):] for old, new in renamed.items() if key.startswith(old)), key): value
-                    for key, value in state_dict.items()}
+            return {rename_by_prefix(key, renamed) or key: value for key, value in state_dict.items()}
         return state_dict
     if not arch.startswith("densenet"):
         return state_dict

@@ -58,7 +58,7 @@ from torch import nn
 import config
 
 from .backbones import RESNET_ARCHS, Backbone, build_backbone
-from .layers import ConvBNReLU, resize
+from .layers import ConvBNReLU, rename_by_prefix, resize
 
 
 class ImagePoolBatchNorm(nn.BatchNorm2d):
@@ -236,12 +236,10 @@ def from_torchvision(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     """
     converted = {}
     for key, value in state_dict.items():
-        for old, new in _TORCHVISION_PREFIXES:
-            if key.startswith(old):
-                converted[new + key[len(old):]] = value
-                break
-        else:
+        new_key = rename_by_prefix(key, _TORCHVISION_PREFIXES)
+        if new_key is None:
             raise KeyError(f"{key!r} is not a key of torchvision's DeepLabV3-ResNet")
+        converted[new_key] = value
     return converted
 
 

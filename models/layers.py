@@ -1,6 +1,8 @@
 """Small layers and tensor helpers shared by several architectures."""
 from __future__ import annotations
 
+from typing import Iterable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -50,6 +52,15 @@ def resize(x: torch.Tensor, size: tuple[int, int] | torch.Size, align_corners: b
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=align_corners)
+
+
+def rename_by_prefix(key: str, prefixes: Iterable[tuple[str, str]]) -> str | None:
+    """`key` with the first matching old prefix of `prefixes` ((old, new) pairs) replaced by its new
+    one; None when no prefix matches. The one rule behind every weight-key conversion here."""
+    for old, new in prefixes:
+        if key.startswith(old):
+            return new + key[len(old):]
+    return None
 
 
 def align_corners_of(model: nn.Module | object) -> bool:

@@ -50,7 +50,7 @@ import torch
 from torch import nn
 
 from .backbones import DEEP_RESNET_ARCHS, RESNET_ARCHS, resnet
-from .layers import ConvBNReLU, resize
+from .layers import ConvBNReLU, rename_by_prefix, resize
 
 
 class PyramidPooling(nn.Module):
@@ -189,10 +189,8 @@ def from_semseg(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
                 raise KeyError(f"{key!r} is not a key of hszhao/semseg's PSPNet")
             converted[f"head.0.branches.{branch}.1.{inner}.{rest}"] = value
             continue
-        for old, new in _SEMSEG_PREFIXES:
-            if key.startswith(old):
-                converted[new + key[len(old):]] = value
-                break
-        else:
+        new_key = rename_by_prefix(key, _SEMSEG_PREFIXES)
+        if new_key is None:
             raise KeyError(f"{key!r} is not a key of hszhao/semseg's PSPNet")
+        converted[new_key] = value
     return converted
