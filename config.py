@@ -19,21 +19,10 @@ import torch.hub
 
 REPO_ROOT = Path(__file__).resolve().parent
 
-# Each data set's default folder name under SEG_DATA. A data set that is not
-# listed here lives in SEG_DATA/<registry name>.
-DATASET_FOLDERS = {
-    "voc": "VOCdevkit/VOC2012",
-    # voc_aug needs VOCdevkit/VOC2012 and benchmark_RELEASE side by side: by default both
-    # sit directly in SEG_DATA, so voc and voc_aug share one copy of VOC.
-    "voc_aug": ".",
-    "cityscapes": "cityscapes",
-    "ade20k": "ADEChallengeData2016",
-    "camvid": "camvid",
-    "isbi": "isbi2012",
-}
-
 
 def data_dir() -> Path:
+    """SEG_DATA: each data set's default root is a subfolder of it, named by the data set's
+    class (`folder` in its module under datasets/)."""
     return Path(os.environ.get("SEG_DATA", REPO_ROOT / "data")).expanduser()
 
 
@@ -45,7 +34,3 @@ def weights_dir() -> Path:
 def runs_dir() -> Path:
     return Path(os.environ.get("SEG_RUNS", REPO_ROOT / "runs")).expanduser()
 
-
-def dataset_root(name: str) -> Path:
-    """Default root of data set `name`: SEG_DATA/<its folder>."""
-    return data_dir() / DATASET_FOLDERS.get(name, name)

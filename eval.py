@@ -14,7 +14,7 @@ Metrics are always computed against the original-resolution labels: with
 --protocol semseg is the test of PSPNet's authors (hszhao/semseg), under which
 their published figures were measured: e.g. for VOC 2012 and ADE20K
 `--protocol semseg --long-side 512 --tile 473`, for Cityscapes
-`--protocol semseg --long-side 2048 --tile 713` (see utils/semseg_protocol.py).
+`--protocol semseg --long-side 2048 --tile 713` (see utils/inference.py).
 
 Runs on the GPU when there is one (--device). Images are batched (--batch-size;
 1 for data sets whose images differ in size). Memory: whole-image inference
@@ -30,19 +30,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 import datasets
+from utils.cli import (add_inference_args, base_size, check_inference_args, describe_training, inference_config,
+                       input_norm, load_for_inference, precision)
 from utils.data import eval_loader
-from utils.engine import pick_device
-from utils.evaluation import evaluate
-from utils.inference_cli import (add_inference_args, base_size, check_inference_args, inference_config,
-                                 input_norm, load_for_inference, precision)
-from utils.joint_transforms import eval_transforms
+from utils.inference import evaluate
+from utils.runtime import pick_device
+from utils.transforms import eval_transforms
 from utils.visualize import overlay, save_palette_png
 
 
@@ -74,6 +73,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     device = pick_device(args.device)
     state, model = load_for_inference(args.checkpoint, device)
+    print(describe_training(state))
     cfg = state["config"]
     split = args.split or cfg["val_split"]
     inference = inference_config(args, cfg, "eval.py")
@@ -98,7 +98,7 @@ def main(argv=None) -> dict:
         palette = state["palette"]
         seen = [0]
 
-        def on_batch(index, images, targets, predictions):
+        def save_batch(index, images, targets, predictions):
             for image, prediction in zip(images, predictions):
                 name = names[seen[0]]
                 seen[0] += 1
@@ -107,8 +107,10 @@ def main(argv=None) -> dict:
                 rgb = norm.denormalize(image).permute(1, 2, 0).cpu().numpy()
                 Image.fromarray(overlay(rgb, pred, palette)).save(save_dir / f"{name}_overlay.png")
 
+        on_batch = save_batch
+
     metrics = evaluate(model, loader, state["num_classes"], device, inference, dataset.ignore_index,
-                       on_batch=on_batch, progress=sys.stderr.isatty(), channels_last=channels_last,
+                       on_batch=on_batch, progress=True, progress_bars=args.progress, channels_last=channels_last,
                        autocast_dtype=amp_dtype)
     settings = [inference.mode, f"scales {list(inference.scales)}"] + ["flip"] * inference.flip
     if inference.protocol == "semseg":  # the authors' test: always crops, always the mirror image

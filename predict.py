@@ -23,13 +23,12 @@ from PIL import Image
 
 from datasets.base import DatasetError, read_image
 from datasets.pairing import IMAGE_SUFFIXES  # the formats the folder data set reads
-from utils.engine import pick_device
+from utils.cli import (add_inference_args, base_size, check_inference_args, inference_config, input_norm,
+                       load_for_inference, precision)
 from utils.inference import predict_logits
-from utils.inference_cli import (add_inference_args, base_size, check_inference_args, inference_config,
-                                 input_norm, load_for_inference, precision)
-from utils.joint_transforms import ResizeShorterSide, eval_transforms
-from utils.visualize import overlay, save_palette_png
-
+from utils.runtime import pick_device
+from utils.transforms import ResizeShorterSide, eval_transforms
+from utils.visualize import overlay, progress_bar, save_palette_png
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -84,6 +83,7 @@ def main(argv=None) -> list[Path]:
     resize = ResizeShorterSide(size) if size else None
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
+    bar = progress_bar(len(paths), "predict", bars=args.progress)
     for path, name in paths:
         try:
             image = read_image(path)
@@ -104,6 +104,8 @@ def main(argv=None) -> list[Path]:
             rgb = image.permute(1, 2, 0).numpy()
             Image.fromarray(overlay(rgb, prediction, state["palette"])).save(out_dir / f"{name}_overlay.png")
         written.append(target)
+        bar.update(1)
+    bar.close()
     print(f"wrote {len(written)} prediction(s) to {out_dir}")
     return written
 

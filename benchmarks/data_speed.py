@@ -8,19 +8,23 @@ Part 1 runs the training transforms of utils/engine.py (random scale, crop of
 `--transform-crop` (512) padded with the ignore index, flip, normalise) in one
 process, which is what one DataLoader worker does: images/s per worker.
 
-Part 2 trains with the engine's own loader (utils.data.train_loader: seeded
-samples, EpochBatches, pinned memory on CUDA, persistent workers) at the
-engine's default worker count, and splits each step into the time spent
-blocked in the loader's `next()` and the rest (copy, forward, backward,
-optimiser). CUDA is synchronised after each step so that the wait is time in
-which the device has nothing to do. Waiting share = wait / (wait + rest), over
-the timed steps after a warm-up that lets every worker deliver its first batch.
+Part 2 builds the engine's Trainer (benchmarks/child.py's `engine_trainer`) on
+the chosen data set and trains with its own loader (`trainer.train_loader`:
+the engine's training transforms, seeded samples, ResumableBatchSampler, pinned
+memory on CUDA, persistent workers) at the engine's default worker count and
+its own step (`trainer.train_step`: copy, forward, the engine's loss, backward,
+SGD at lr 1e-4, the LR schedule), and splits each step into the time spent
+blocked in the loader's `next()` and the rest. CUDA is synchronised after
+each step so that the wait is time in which the device has nothing to do.
+Waiting share = wait / (wait + rest), over the timed steps after a warm-up
+that lets every worker deliver its first batch.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,12 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+import child  # noqa: E402 - benchmarks/, the script's own folder
 import datasets  # noqa: E402
 import models  # noqa: E402
-from utils.data import EpochBatches, train_loader  # noqa: E402
-from utils.engine import TrainConfig, autocast_dtype, pick_device  # noqa: E402
-from utils.joint_transforms import train_transforms  # noqa: E402
-from utils.losses import SegmentationLoss  # noqa: E402
+from utils.engine import TrainConfig  # noqa: E402
+from utils.runtime import pick_device  # noqa: E402
+from utils.transforms import train_transforms  # noqa: E402
 
 
 def transform_speed(dataset, count: int) -> float:
@@ -45,6 +49,31 @@ def transform_speed(dataset, count: int) -> float:
     for i in range(count):
         samples[(i % len(dataset), i)]
     return count / (time.perf_counter() - start)
+
+
+def timed_steps(trainer, warmup: int, steps: int) -> tuple[float, float]:
+    """Seconds blocked in the engine's loader and seconds in the engine's step, summed over `steps`
+    after `warmup` (which lets every worker deliver its first batch)."""
+    gpu = trainer.device.type == "cuda"
+    batches = trainer.batches
+    wait = compute = 0.0
+    iterator = iter(trainer.train_loader)
+    for step in range(warmup + steps):
+        t0 = time.perf_counter()
+        try:
+            batch = next(iterator)
+        except StopIteration:  # a new epoch, as the engine's loop starts one
+            batches.set_position(batches.epoch + 1, 0)
+            iterator = iter(trainer.train_loader)
+            batch = next(iterator)
+        t1 = time.perf_counter()
+        trainer.train_step(batch)
+        if gpu:
+            torch.cuda.synchronize()
+        t2 = time.perf_counter()
+        if step >= warmup:
+            wait, compute = wait + t1 - t0, compute + t2 - t1
+    return wait, compute
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -98,45 +127,15 @@ def main(argv: list[str] | None = None) -> None:
         ({"backbone": "resnet101"} if name == "psp_net" else {}) if gpu else ({"width": 8} if name == "u_net" else {}))
     crop, batch = args.crop or (512 if gpu else 128), args.batch or (8 if gpu else 2)
     steps = args.steps or (30 if gpu else 10)
-    dataset = datasets.build_dataset(args.dataset, "train", args.data_root,
-                                     train_transforms(crop, (defaults.scale_min, defaults.scale_max)), **kwargs)
-    batches = EpochBatches(len(dataset), batch, 0)
-    loader = train_loader(dataset, batches, args.workers, pin_memory=gpu)
-    if gpu:
-        torch.backends.cudnn.benchmark = True
-    model = models.build_model(name, dataset.num_classes, pretrained=False, **model_kwargs).to(device).train()
-    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
-    model.to(memory_format=memory_format)
-    dtype = autocast_dtype(device) if args.amp else None
-    criterion = SegmentationLoss(dataset.ignore_index).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, **({"fused": True} if gpu else {}))
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-
-    warmup = max(2, args.workers)  # every worker has produced its first batch
-    wait = compute = 0.0
-    iterator = iter(loader)
-    for step in range(warmup + steps):
-        t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = child.engine_trainer(model_name=name, model_kwargs=model_kwargs, crop=crop, batch=batch,
+                                       device=device.type, amp=args.amp, channels_last=args.channels_last,
+                                       run_dir=run_dir, dataset=args.dataset, data_root=args.data_root,
+                                       dataset_kwargs=kwargs, workers=args.workers)
         try:
-            images, targets = next(iterator)
-        except StopIteration:
-            batches.set_position(batches.epoch + 1)
-            iterator = iter(loader)
-            images, targets = next(iterator)
-        t1 = time.perf_counter()
-        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-        targets = targets.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            loss = criterion(model(images), targets)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        if gpu:
-            torch.cuda.synchronize()
-        t2 = time.perf_counter()
-        if step >= warmup:
-            wait, compute = wait + t1 - t0, compute + t2 - t1
+            wait, compute = timed_steps(trainer, warmup=max(2, args.workers), steps=steps)
+        finally:
+            trainer.logger.close()
     total = wait + compute
     print("| model | crop | batch | workers | step ms | waiting for data ms | waiting share |")
     print("|---|---:|---:|---:|---:|---:|---:|")

@@ -7,7 +7,7 @@
 Both paths run the same model in eval mode under torch.inference_mode on the
 same random images, one image per call as eval.py does with its default batch
 of 1, and must agree (the largest logit difference is printed). The batched
-path is utils/sliding_window.py, which stacks `--tile-batch` tiles per forward
+path is `utils.inference.sliding_window`, which stacks `--tile-batch` tiles per forward
 pass; the baseline forwards one (contiguous) tile at a time and accumulates.
 `--tile-batch 1` shows what is left once batching is taken away. images/s
 counts full-size images after one untimed warm-up image; CUDA is synchronised
@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import models  # noqa: E402
-from utils.engine import autocast_dtype, pick_device  # noqa: E402
-from utils.sliding_window import sliding_window, tile_starts  # noqa: E402
+from utils.runtime import autocast_dtype, pick_device  # noqa: E402
+from utils.inference import sliding_window, tile_starts  # noqa: E402
 
 
 def one_tile_loop(predict, image: torch.Tensor, num_classes: int, tile: int, stride: int) -> torch.Tensor:

@@ -4,18 +4,26 @@
     python benchmarks/peers.py                       # CPU: 128 x 128, batch 2; GPU: 512 x 512, batch 8
     python benchmarks/peers.py --crop 256 --batch 4 --pairs deeplab_v3
 
-For each pair of networks, in one run: training images/s (forward,
-cross-entropy on 'out', backward, SGD step) and inference images/s (eval mode,
-no_grad), from the median step time, with ours and theirs taking turns step by
-step in one loop, so that whatever else the machine does slows both alike; and
+For each pair of networks, in one run: training images/s and inference
+images/s (eval mode, no_grad), from the median step time, with ours and
+theirs taking turns step by step in one loop, so that whatever else the machine does slows both alike; and
 the peak memory of two training steps, each network in a fresh child process
 (CUDA: max_memory_allocated; CPU: growth of the process's peak resident set
-over its size before the model was built). Ratios are ours over theirs: above
+over its size before the model was built, with the libraries' code already
+loaded). Ratios are ours over theirs: above
 1, ours is faster or (memory) bigger. Every network starts from
 random weights (nothing is downloaded) with ResNet-50 encoders wherever the
 pair allows, so the encoder is the same network on both sides; the heads'
 differences are listed in benchmarks/README.md. Our auxiliary heads are off
 (`aux=False`) because no peer has one in these configurations.
+
+A training step is the engine's own `Trainer.train_step` (utils/engine.py) for
+both sides, through benchmarks/child.py's `engine_trainer`: forward, the
+engine's SegmentationLoss (cross-entropy on 'out'), backward through the
+NonFiniteGuard, the SGD step (lr 1e-4, momentum 0.9, weight decay 1e-4; fused
+on CUDA) and the poly LR step. Our networks are built by the engine from the
+registry; a peer's is handed to it (smp's, which return a bare tensor, wrapped
+to return {'out': logits}).
 """
 from __future__ import annotations
 
@@ -23,6 +31,7 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,10 +61,7 @@ PAIRS = {
 
 
 def build(spec: dict):
-    """The network a child process measures, returning logits through `logits(model(x))`."""
-    if spec["library"] == "ours":
-        import models
-        return models.build_model(spec["name"], spec["classes"], pretrained=False, **spec["kwargs"])
+    """A peer's network (ours are built by the engine from the registry)."""
     if spec["library"] == "smp":
         import segmentation_models_pytorch as smp
         return getattr(smp, spec["name"])(encoder_weights=None, classes=spec["classes"], **spec["kwargs"])
@@ -64,20 +70,20 @@ def build(spec: dict):
                                         num_classes=spec["classes"], **spec["kwargs"])
 
 
-def logits(output):
-    return output["out"] if isinstance(output, dict) else output
-
-
 class Stepper:
-    """One network with its optimiser and a fixed batch: `train_step()` and `infer_step()` in seconds."""
+    """One network in the engine's Trainer, with a fixed batch: `train_step()` (the engine's) and
+    `infer_step()` in seconds; `close()` when done."""
 
     def __init__(self, spec: dict) -> None:
         import torch
 
         self.device = torch.device(spec["device"])
+        self._run_dir = tempfile.TemporaryDirectory()
         torch.manual_seed(0)
-        self.model = build(spec).to(self.device)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-4, momentum=0.9, weight_decay=1e-4)
+        network = ({"model_name": spec["name"], "model_kwargs": spec["kwargs"]} if spec["library"] == "ours"
+                   else {"model": build(spec)})
+        self.trainer = child.engine_trainer(**network, classes=spec["classes"], crop=spec["crop"],
+                                            batch=spec["batch"], device=spec["device"], run_dir=self._run_dir.name)
         self.images = torch.randn(spec["batch"], 3, spec["crop"], spec["crop"], device=self.device)
         self.targets = torch.randint(0, spec["classes"], (spec["batch"], spec["crop"], spec["crop"]),
                                      device=self.device)
@@ -94,37 +100,45 @@ class Stepper:
         return time.perf_counter() - start
 
     def train_step(self) -> float:
-        import torch.nn.functional as F
-
         def work():
-            self.model.train()
-            loss = F.cross_entropy(logits(self.model(self.images)), self.targets)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            self.trainer.train_model.train()
+            self.trainer.train_step((self.images, self.targets))
         return self._timed(work)
 
     def infer_step(self) -> float:
         import torch
 
         def work():
-            self.model.eval()
+            self.trainer.model.eval()
             with torch.no_grad():
-                self.model(self.images)
+                self.trainer.model(self.images)
         return self._timed(work)
+
+    def close(self) -> None:
+        self.trainer.logger.close()
+        self._run_dir.cleanup()
 
 
 def peak_memory(spec: dict) -> dict:
     """In a child process: the peak memory of training steps (the model, its gradients and optimiser
     state, and the activations of one step)."""
     import torch
+    # Loaded before the baseline, so that code is not counted as the network's memory: the engine
+    # (with our models and torchvision), its TensorBoard writer, and smp.
+    import torch.utils.tensorboard  # noqa: F401
+    import utils.engine  # noqa: F401
+    if spec["library"] == "smp":
+        import segmentation_models_pytorch  # noqa: F401
 
     baseline_mib = rss_mib()
     if spec["device"] == "cuda":
         torch.cuda.reset_peak_memory_stats()
     stepper = Stepper(spec)
-    for _ in range(2):  # the second step holds the optimiser's momentum too
-        stepper.train_step()
+    try:
+        for _ in range(2):  # the second step holds the optimiser's momentum too
+            stepper.train_step()
+    finally:
+        stepper.close()
     if spec["device"] == "cuda":
         return {"peak_mib": torch.cuda.max_memory_allocated() / 2 ** 20}
     return {"peak_mib": peak_rss_mib() - baseline_mib}
@@ -133,16 +147,22 @@ def peak_memory(spec: dict) -> dict:
 def speeds(specs: list[dict], steps: int, warmup: int) -> list[dict]:
     """Images/s of each network, its steps interleaved with the others' in this one process, so that
     whatever else the machine does slows all alike; the median step time of each."""
-    steppers = [Stepper(spec) for spec in specs]
-    results = []
-    for kind in ("train_step", "infer_step"):
-        times: list[list[float]] = [[] for _ in steppers]
-        for index in range(warmup + steps):
-            for stepper, own in zip(steppers, times):
-                elapsed = getattr(stepper, kind)()
-                if index >= warmup:
-                    own.append(elapsed)
-        results.append([specs[0]["batch"] / statistics.median(own) for own in times])
+    steppers = []
+    try:
+        for spec in specs:
+            steppers.append(Stepper(spec))
+        results = []
+        for kind in ("train_step", "infer_step"):
+            times: list[list[float]] = [[] for _ in steppers]
+            for index in range(warmup + steps):
+                for stepper, own in zip(steppers, times):
+                    elapsed = getattr(stepper, kind)()
+                    if index >= warmup:
+                        own.append(elapsed)
+            results.append([specs[0]["batch"] / statistics.median(own) for own in times])
+    finally:
+        for stepper in steppers:
+            stepper.close()
     return [{"train": train, "infer": infer} for train, infer in zip(*results)]
 
 
@@ -169,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from utils.engine import pick_device
+    from utils.runtime import pick_device
 
     device = pick_device(args.device).type
     gpu = device == "cuda"

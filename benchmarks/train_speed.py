@@ -4,19 +4,24 @@
     python benchmarks/train_speed.py --models psp_net deeplab_v3 --crop 512 --batch 8 --peak-tflops 989
     python benchmarks/train_speed.py --device cpu --models u_net --flags fp32 compile
 
-One training step is what utils/engine.py runs: forward under autocast, the
-engine's SegmentationLoss (with the auxiliary term where the model returns
-one), backward through GradScaler, SGD step (fused on CUDA). Inputs are random
-tensors already on the device, so the data loader plays no part (see
-data_speed.py for that). Each (model, flags) pair runs in a fresh process, so
-peak memory is its own and torch.compile caches do not leak between rows.
+One training step is the engine's own `Trainer.train_step` (utils/engine.py),
+through a Trainer built by benchmarks/child.py's `engine_trainer`: the copy to
+the device and to channels_last, forward under autocast, the engine's
+SegmentationLoss (with the auxiliary term where the model returns one),
+backward through GradScaler (fp16) or the NonFiniteGuard, the SGD step (lr
+1e-4, momentum 0.9, weight decay 1e-4; fused on CUDA), the poly LR step.
+Inputs are random tensors already on the device, so the data loader plays no
+part (see data_speed.py for that). Each (model, flags) pair runs in a fresh
+process, so peak memory is its own and torch.compile caches do not leak
+between rows.
 
 Columns:
 - images/s: batch x timed steps / wall time (after warm-up steps; CUDA is
   synchronised before the clock stops).
 - vs fp32: images/s over the same model's fp32 row.
 - peak MiB: torch.cuda.max_memory_allocated on CUDA; on the CPU, the growth of
-  the process's peak resident set over its size just before the model was built.
+  the process's peak resident set over its size just before the model was built
+  (the engine's code, with our models and torchvision, already loaded).
 - GFLOPs/img: one forward pass of one crop in training mode (auxiliary head
   included), counted by torch.utils.flop_counter.FlopCounterMode (a
   multiply-add is 2 FLOPs; convolutions and matrix products only).
@@ -92,56 +97,45 @@ def forward_gflops(spec: dict) -> float:
 
 
 def measure(spec: dict) -> dict:
-    """Run in a child process: time `steps` training steps after `warmup` ones."""
-    import torch
+    """Run in a child process: time `steps` of the engine's training steps after `warmup` ones."""
+    import tempfile
 
-    from utils.engine import autocast_dtype
-    from utils.losses import SegmentationLoss
+    import torch
+    # Loaded before the baseline: the engine's and its TensorBoard writer's code is not the model's memory.
+    import torch.utils.tensorboard  # noqa: F401
+    import utils.engine  # noqa: F401
 
     device = torch.device(spec["device"])
     flags = FLAG_SETS[spec["flags"]]
-    torch.manual_seed(0)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    baseline = rss_mib()
-    model = build(spec).to(device).train()
-    if flags.get("channels_last"):
-        model.to(memory_format=torch.channels_last)
-    step_model = torch.compile(model) if flags.get("compile") else model
-    dtype = autocast_dtype(device) if flags.get("amp") else None
-    criterion = SegmentationLoss(255, 0.4).to(device)
-    fused = {"fused": True} if device.type == "cuda" else {}
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, weight_decay=1e-4, **fused)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    images = torch.randn(spec["batch"], 3, spec["crop"], spec["crop"], device=device)
-    targets = torch.randint(0, spec["classes"], (spec["batch"], spec["crop"], spec["crop"]), device=device)
-    if flags.get("channels_last"):
-        images = images.contiguous(memory_format=torch.channels_last)
-
-    def step():
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            loss = criterion(step_model(images), targets)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
 
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    start = time.perf_counter()
-    for _ in range(spec["warmup"]):
-        step()
-    sync()
-    warmup_s = time.perf_counter() - start
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    for _ in range(spec["steps"]):
-        step()
-    sync()
-    elapsed = time.perf_counter() - start
+    baseline = rss_mib()
+    torch.manual_seed(0)
+    network = ({"model_name": spec["name"], "model_kwargs": spec["kwargs"]} if spec["source"] == "ours"
+               else {"model": build(spec)})  # ours: the engine builds it from the registry
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = child.engine_trainer(**network, classes=spec["classes"], crop=spec["crop"], batch=spec["batch"],
+                                       device=spec["device"], run_dir=run_dir, **flags)
+        images = torch.randn(spec["batch"], 3, spec["crop"], spec["crop"], device=device)
+        targets = torch.randint(0, spec["classes"], (spec["batch"], spec["crop"], spec["crop"]), device=device)
+        try:
+            start = time.perf_counter()
+            for _ in range(spec["warmup"]):
+                trainer.train_step((images, targets))
+            sync()
+            warmup_s = time.perf_counter() - start
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            start = time.perf_counter()
+            for _ in range(spec["steps"]):
+                trainer.train_step((images, targets))
+            sync()
+            elapsed = time.perf_counter() - start
+        finally:
+            trainer.logger.close()
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated() / 2 ** 20
     else:
@@ -190,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     import models
-    from utils.engine import pick_device
+    from utils.runtime import pick_device
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -2,7 +2,8 @@
 
 Adding a data set is one module in this folder plus one line in DATASETS. A
 data set class takes `(root, split, transforms, **options)`, has `classes`,
-`palette` and `ignore_index` (255), and yields `(image, mask)`.
+`palette`, `ignore_index` (255) and `folder` (its default root under SEG_DATA),
+yields `(image, mask)`, and `read_mask(index)` gives the mask alone (see base.py).
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import FilePairDataset, check_split, descend, generated_palette, pair_by_stem, resolve_root
+from .base import IGNORE_INDEX, FilePairDataset, check_split, descend, generated_palette, pair_by_stem
 
 # The first name of each row of the benchmark's objectInfo150 list, in id order.
 CLASSES = (
@@ -42,7 +42,7 @@ SPLIT_FOLDERS = {"train": "training", "val": "validation"}
 
 def _lookup() -> np.ndarray:
     table = np.arange(-1, len(CLASSES), dtype=np.int64)  # raw id k -> k - 1
-    table[0] = 255
+    table[0] = IGNORE_INDEX
     return table
 
 
@@ -53,13 +53,14 @@ class ADE20K(FilePairDataset):
     folder it was unpacked into.
     """
 
+    folder = "ADEChallengeData2016"
     classes = CLASSES
     palette = generated_palette(len(CLASSES) + 1)[1:]  # display only; skips black
     lookup = _lookup()
 
     def __init__(self, root=None, split: str = "train", transforms=None) -> None:
         check_split("ade20k", split, tuple(SPLIT_FOLDERS))
-        self.root = descend(resolve_root("ade20k", root), "images", ("ADEChallengeData2016",))
+        self.root = descend(self.resolve_root("ade20k", root), "images", ("ADEChallengeData2016",))
         folder = SPLIT_FOLDERS[split]
         samples = pair_by_stem(self.root / "images" / folder, self.root / "annotations" / folder,
                                image_suffixes=(".jpg",))

@@ -27,11 +27,17 @@ class DatasetError(RuntimeError):
 
 
 class SegmentationDataset(Dataset):
-    """Base class. Subclasses set `classes` and `palette` and implement `load`."""
+    """Base class. Subclasses set `classes`, `palette` and `folder` and implement `load`
+    (and `read_mask` where the mask can be read without the image)."""
 
     classes: Sequence[str] = ()
     palette: Sequence[tuple[int, int, int]] = ()
     ignore_index: int = IGNORE_INDEX
+    folder: str | None = None
+    """The data set's default folder, relative to SEG_DATA (`config.data_dir()`): where it is
+    looked for when no `root` is given. The name its official download unpacks to, so that
+    users unpack every data set into SEG_DATA and nothing else; "." is SEG_DATA itself.
+    None for a data set without files (generated)."""
 
     def __init__(self, split: str, transforms: Callable | None = None) -> None:
         self.split = split
@@ -48,6 +54,30 @@ class SegmentationDataset(Dataset):
         """A file-name-safe identifier of sample `index` (predictions are saved under it)."""
         return f"{index:06d}"
 
+    def read_mask(self, index: int) -> tv_tensors.Mask:
+        """The mask of sample `index` exactly as `load` (and `__getitem__` without transforms)
+        yields it: int64 H x W class ids, `ignore_index` where there is no valid class.
+        Subclasses override it to skip reading the image (class weights read every mask)."""
+        return self.load(index)[1]
+
+    @classmethod
+    def resolve_root(cls, name: str, root: str | os.PathLike | None) -> Path:
+        """The data set's folder: `root` if given, else SEG_DATA/`folder`; must exist.
+
+        `name` is the data set's registry name, used in the error message."""
+        if root is None and cls.folder is None:
+            raise ValueError(f"{name} has no default folder (its class sets no `folder`); pass root=")
+        path = Path(root).expanduser() if root is not None else config.data_dir() / cls.folder
+        if not path.is_dir():
+            given = "the root passed in (--data-root / root=)" if root is not None else "the default root"
+            raise DatasetError(
+                f"{name} data not found: {path} ({given}) is not a folder. Download it (see "
+                f"datasets/README.md), then set the environment variable SEG_DATA to the folder holding "
+                f"every data set (this one is expected in SEG_DATA/{cls.folder}) "
+                f"or pass --data-root DIR."
+            )
+        return path
+
     def __getitem__(self, index: int):
         image, mask = self.load(index)
         if self.transforms is not None:
@@ -58,20 +88,6 @@ class SegmentationDataset(Dataset):
         """Load every sample once, so that bad files show up before training does."""
         for index in range(len(self)):
             self.load(index)
-
-
-def resolve_root(name: str, root: str | os.PathLike | None) -> Path:
-    """The data set's folder: `root` if given, else the default under SEG_DATA; must exist."""
-    path = Path(root).expanduser() if root is not None else config.dataset_root(name)
-    if not path.is_dir():
-        given = "the root passed in (--data-root / root=)" if root is not None else "the default root"
-        raise DatasetError(
-            f"{name} data not found: {path} ({given}) is not a folder. Download it (see "
-            f"datasets/README.md), then set the environment variable SEG_DATA to the folder holding "
-            f"every data set (this one is expected in SEG_DATA/{config.DATASET_FOLDERS.get(name, name)}) "
-            f"or pass --data-root DIR."
-        )
-    return path
 
 
 # PIL modes with more than 8 bits per pixel: PIL's own convert("RGB") clips them at 255.
@@ -94,6 +110,10 @@ def to_rgb8(img: Image.Image) -> np.ndarray:
         grey = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
         return np.repeat(grey[:, :, None], 3, axis=2)
     return np.asarray(img.convert("RGB"))
+
+
+# The image formats every data set and predict.py read (also re-exported by datasets.pairing).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
 
 
 def read_image(path: Path) -> tv_tensors.Image:
@@ -219,14 +239,28 @@ class FilePairDataset(SegmentationDataset):
         """The image of sample `index` alone (works on unlabelled splits; used by predict.py)."""
         return read_image(self.samples[index][0])
 
-    def load(self, index: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+    def label_path(self, index: int) -> Path:
+        """The label file of sample `index`; an error on splits whose labels are withheld."""
         image_path, label_path = self.samples[index]
         if label_path is None:
             raise DatasetError(f"{image_path} has no label in split {self.split!r}: this split is only "
                                f"usable for prediction (predict.py, or dataset.load_image(index))")
-        image = read_image(image_path)
-        ids = self.read_ids(label_path)
-        return image, make_mask(ids, label_path, self.num_classes, self.lookup, tuple(image.shape[-2:]))
+        return label_path
+
+    def decode_mask(self, index: int, image_size: tuple[int, int] | None = None) -> tv_tensors.Mask:
+        """The mask of sample `index` from its label file (`read_ids`, then `lookup` and the range
+        check of `make_mask`); with `image_size` (height, width), its size is checked too."""
+        label_path = self.label_path(index)
+        return make_mask(self.read_ids(label_path), label_path, self.num_classes, self.lookup, image_size)
+
+    def read_mask(self, index: int) -> tv_tensors.Mask:
+        """The mask of sample `index` as `load` yields it, without reading the image."""
+        return self.decode_mask(index)
+
+    def load(self, index: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+        self.label_path(index)  # an unlabelled split fails before the image is read
+        image = read_image(self.samples[index][0])
+        return image, self.decode_mask(index, tuple(image.shape[-2:]))
 
     def verify(self) -> None:
         """Read every file once (images only on unlabelled splits), so bad files show up before training."""
@@ -237,7 +271,7 @@ class FilePairDataset(SegmentationDataset):
                 self.load(index)
 
 
-def pair_by_stem(image_dir: Path, label_dir: Path, image_suffixes: Sequence[str] = (".png", ".jpg", ".jpeg"),
+def pair_by_stem(image_dir: Path, label_dir: Path, image_suffixes: Sequence[str] = IMAGE_SUFFIXES,
                  label_suffix: str = ".png", label_stem: Callable[[str], str] = lambda s: s,
                  ) -> list[tuple[Path, Path]]:
     """Pair every image with its label by file stem; an unpaired file on either side is an error."""

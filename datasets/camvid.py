@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import FilePairDataset, check_split, pair_by_stem, resolve_root
+from .base import IGNORE_INDEX, FilePairDataset, check_split, pair_by_stem
 
 CLASSES = ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
            "Pedestrian", "Bicyclist")
@@ -30,13 +30,14 @@ class CamVid(FilePairDataset):
     root: the CamVid folder holding train/, trainannot/, val/, valannot/, test/, testannot/.
     """
 
+    folder = "camvid"
     classes = CLASSES
     palette = PALETTE
-    lookup = np.append(np.arange(len(CLASSES)), 255)  # ids 0..10 kept, 11 -> 255
+    lookup = np.append(np.arange(len(CLASSES)), IGNORE_INDEX)  # ids 0..10 kept, 11 -> 255
     splits = ("train", "val", "test")
 
     def __init__(self, root=None, split: str = "train", transforms=None) -> None:
         check_split("camvid", split, self.splits)
-        self.root = resolve_root("camvid", root)
+        self.root = self.resolve_root("camvid", root)
         samples = pair_by_stem(self.root / split, self.root / f"{split}annot")
         super().__init__(samples, split, transforms)

@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import DatasetError, FilePairDataset, check_split, pair_by_stem, resolve_root
+from .base import IGNORE_INDEX, DatasetError, FilePairDataset, check_split, pair_by_stem
 
-# label id -> train id, from cityscapesScripts/helpers/labels.py (255: ignored).
-LABEL_TO_TRAIN_ID = {
-    0: 255, 1: 255, 2: 255, 3: 255, 4: 255, 5: 255, 6: 255,   # unlabeled, ego vehicle, ... ground
-    7: 0, 8: 1, 9: 255, 10: 255, 11: 2, 12: 3, 13: 4,         # road, sidewalk, parking, rail track, ...
-    14: 255, 15: 255, 16: 255, 17: 5, 18: 255, 19: 6, 20: 7,  # guard rail, bridge, tunnel, pole, ...
+# label id -> train id, from cityscapesScripts/helpers/labels.py. The ids not listed here map to
+# IGNORE_INDEX: 0..6 (unlabeled, ego vehicle, ... ground), 9 parking, 10 rail track, 14 guard rail,
+# 15 bridge, 16 tunnel, 18 polegroup, 29 caravan, 30 trailer.
+_EVALUATED = {
+    7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7,     # road, sidewalk, building, wall, fence, pole, ...
     21: 8, 22: 9, 23: 10, 24: 11, 25: 12, 26: 13, 27: 14,     # vegetation ... truck
-    28: 15, 29: 255, 30: 255, 31: 16, 32: 17, 33: 18,         # bus, caravan, trailer, train, ...
+    28: 15, 31: 16, 32: 17, 33: 18,                           # bus, train, motorcycle, bicycle
 }
+LABEL_TO_TRAIN_ID = {label_id: _EVALUATED.get(label_id, IGNORE_INDEX) for label_id in range(34)}
 LICENSE_PLATE_ID = -1  # stored as 255 in an 8-bit PNG
 CLASSES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
            "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
@@ -39,7 +40,7 @@ def _lookup() -> np.ndarray:
     table = np.full(256, -1, dtype=np.int64)  # -1: an id Cityscapes does not define
     for label_id, train_id in LABEL_TO_TRAIN_ID.items():
         table[label_id] = train_id
-    table[LICENSE_PLATE_ID % 256] = 255
+    table[LICENSE_PLATE_ID % 256] = IGNORE_INDEX
     return table
 
 
@@ -52,6 +53,7 @@ class Cityscapes(FilePairDataset):
     mode='coarse': splits train (2975), train_extra (19998), val (500) with gtCoarse labels.
     """
 
+    folder = "cityscapes"
     classes = CLASSES
     palette = PALETTE
     lookup = _lookup()
@@ -61,7 +63,7 @@ class Cityscapes(FilePairDataset):
         if mode not in self.modes:
             raise ValueError(f"unknown cityscapes mode {mode!r}; choose one of: {', '.join(self.modes)}")
         check_split(f"cityscapes ({mode})", split, self.modes[mode])
-        self.root = resolve_root("cityscapes", root)
+        self.root = self.resolve_root("cityscapes", root)
         self.mode = mode
         gt = "gtFine" if mode == "fine" else "gtCoarse"
         image_dir = self.root / "leftImg8bit" / split

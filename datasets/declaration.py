@@ -101,7 +101,7 @@ def parse_declaration(keys: dict[str, Any], source: str) -> Declaration:
     if not isinstance(ignore, list):
         raise fail("ignore", "a list of mask values or of [r, g, b] colours")
     if ignore and names is None:
-        raise fail("ignore", "no ignore list without 'classes' (undeclared masks already ignore 255)")
+        raise fail("ignore", f"no ignore list without 'classes' (undeclared masks already ignore {IGNORE_INDEX})")
     colour = bool(values) and isinstance(values[0], tuple)
     ignored = tuple(_parse_value(v, colour, lambda: fail("ignore", _kind_text(colour))) for v in ignore)
     for value in ignored:

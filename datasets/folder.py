@@ -36,7 +36,7 @@ from PIL import Image
 from torchvision import tv_tensors
 
 from .base import (DatasetError, FilePairDataset, check_split, generated_palette, make_mask,
-                   read_image, read_split_list, resolve_root)
+                   read_image, read_split_list)
 from .declaration import Declaration, load_declaration
 from .mask_encoding import MaskEncoder
 from .mask_files import MASK_SUFFIXES, RawMask, read_mask
@@ -88,9 +88,11 @@ class Folder(FilePairDataset):
     `max_far_fraction`); they replace the keys of the same name in `<root>/dataset.json`.
     """
 
+    folder = "folder"
+
     def __init__(self, root=None, split: str = "train", transforms: Callable | None = None, *,
                  num_classes: int | None = None, **declaration: Any) -> None:
-        self.root = resolve_root("folder", root)
+        self.root = self.resolve_root("folder", root)
         self.declaration: Declaration = load_declaration(self.root, declaration)
         d = self.declaration
         check_split("folder", split, split_names(self.root) + ["all"])
@@ -122,7 +124,7 @@ class Folder(FilePairDataset):
         return read_mask(path, colours=self.encoder is not None and self.encoder.colour)
 
     def read_ids(self, path: Path) -> np.ndarray:
-        """Class ids (or, undeclared, the stored ids) of one mask; used by load() and class weights."""
+        """Class ids (or, undeclared, the stored ids) of one mask file; used by load() and read_mask()."""
         return self._ids(path, self.read_raw(path))
 
     def _ids(self, path: Path, raw: RawMask) -> np.ndarray:
@@ -135,14 +137,24 @@ class Folder(FilePairDataset):
                                f"(see datasets/README.md, `folder`)")
         return raw.data
 
-    def load(self, index: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
-        image_path, mask_path = self.samples[index]
-        image = read_image(image_path)
+    def decode_mask(self, index: int, image_size: tuple[int, int] | None = None) -> tv_tensors.Mask:
+        """The class ids of sample `index`'s mask; with `image_size` (height, width), a mask of another
+        size is resized to it (resize_masks) or an error."""
+        mask_path = self.samples[index][1]
         ids = self.read_ids(mask_path)
-        size = tuple(image.shape[-2:])
-        if ids.shape != size and self.declaration.resize_masks:
-            ids = resize_nearest(ids, size)
-        return image, make_mask(ids, mask_path, self.num_classes, None, size)
+        if image_size is not None and ids.shape != image_size and self.declaration.resize_masks:
+            ids = resize_nearest(ids, image_size)
+        return make_mask(ids, mask_path, self.num_classes, None, image_size)
+
+    def read_mask(self, index: int) -> tv_tensors.Mask:
+        """The mask as `load` yields it, without decoding the image (resize_masks reads its size
+        from the file header)."""
+        size = header_size(self.samples[index][0]) if self.declaration.resize_masks else None
+        return self.decode_mask(index, size)
+
+    def load(self, index: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+        image = read_image(self.samples[index][0])
+        return image, self.decode_mask(index, tuple(image.shape[-2:]))
 
     def verify(self) -> None:
         """Read every pair once; then say how many masks were resized and how many pixels snapped from far."""
@@ -210,6 +222,15 @@ class Folder(FilePairDataset):
                   f"image and are resized to it with nearest neighbour (resize_masks), e.g. {resized[0]}",
                   file=sys.stderr)
         return resized
+
+
+def header_size(path: Path) -> tuple[int, int]:
+    """(height, width) of an image file, from its header (the size `read_image` gives)."""
+    try:
+        with Image.open(path) as img:
+            return img.height, img.width
+    except Exception as err:  # PIL raises several types for bad files
+        raise DatasetError(f"cannot read image {path}: {err}") from None
 
 
 def resize_nearest(ids: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import DatasetError, FilePairDataset, check_split, require_file, resolve_root
+from .base import DatasetError, FilePairDataset, check_split, require_file
 
 NUM_SLICES = 30
 SPLITS = {"train": range(0, 25), "val": range(25, 30), "all": range(0, 30)}
@@ -37,13 +37,14 @@ class ISBI2012(FilePairDataset):
     root: the folder holding image/ and label/.
     """
 
+    folder = "isbi2012"
     classes = ("membrane", "cell")
     palette = ((0, 0, 0), (255, 255, 255))
     lookup = _lookup()
 
     def __init__(self, root=None, split: str = "train", transforms=None) -> None:
         check_split("isbi", split, tuple(SPLITS))
-        self.root = resolve_root("isbi", root)
+        self.root = self.resolve_root("isbi", root)
         image_dir, label_dir = self.root / "image", self.root / "label"
         for folder in (image_dir, label_dir):
             if not folder.is_dir():

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .base import DatasetError
+from .base import IMAGE_SUFFIXES, DatasetError
 
-MASK_SUFFIXES = (".png", ".gif", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg", ".webp")
+MASK_SUFFIXES = IMAGE_SUFFIXES  # masks come in the same formats as images
 LOSSY_FORMATS = ("JPEG", "MPO")  # MPO: a JPEG with extra frames, as some cameras write
 
 

@@ -12,9 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .base import DatasetError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
+from .base import IMAGE_SUFFIXES, DatasetError  # IMAGE_SUFFIXES: the one list, defined next to read_image
 
 
 @dataclass

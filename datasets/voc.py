@@ -22,7 +22,7 @@ import numpy as np
 import scipy.io
 
 from .base import (DatasetError, FilePairDataset, check_split, descend, generated_palette,
-                   read_split_list, require_file, resolve_root)
+                   read_split_list, require_file)
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
                "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
@@ -43,13 +43,14 @@ class VOC(FilePairDataset):
     folder holding VOCdevkit/VOC2012 or VOC2012.
     """
 
+    folder = "VOCdevkit/VOC2012"
     classes = VOC_CLASSES
     palette = VOC_PALETTE
     splits = ("train", "val", "trainval")
 
     def __init__(self, root=None, split: str = "train", transforms=None) -> None:
         check_split("voc", split, self.splits)
-        self.root = descend(resolve_root("voc", root), "JPEGImages", ("VOC2012", "VOCdevkit/VOC2012"))
+        self.root = descend(self.resolve_root("voc", root), "JPEGImages", ("VOC2012", "VOCdevkit/VOC2012"))
         ids = read_split_list(self.root / "ImageSets" / "Segmentation" / f"{split}.txt")
         super().__init__(_voc_pairs(self.root, ids), split, transforms)
 
@@ -69,13 +70,16 @@ class VOCAug(FilePairDataset):
     (benchmark_RELEASE/dataset/img/<id>.jpg), so each pair comes from one source.
     """
 
+    # VOCdevkit/VOC2012 and benchmark_RELEASE side by side: by default both sit directly in
+    # SEG_DATA, so voc and voc_aug share one copy of VOC.
+    folder = "."
     classes = VOC_CLASSES
     palette = VOC_PALETTE
     splits = ("train_aug", "train", "val")  # "train" is train_aug, so generic scripts work
 
     def __init__(self, root=None, split: str = "train_aug", transforms=None) -> None:
         check_split("voc_aug", split, self.splits)
-        self.root = resolve_root("voc_aug", root)
+        self.root = self.resolve_root("voc_aug", root)
         voc_dir = descend(self.root, "JPEGImages", ("VOCdevkit/VOC2012", "VOC2012"))
         sbd_dir = self.root / "benchmark_RELEASE" / "dataset"
         expected = ((voc_dir / "JPEGImages", self.root / "VOCdevkit" / "VOC2012"),

@@ -35,22 +35,65 @@ from .layers import PaddedConv2d, rename_by_prefix
 
 
 class Backbone(nn.Module):
-    """Runs `stages` in sequence and returns the output of each one."""
+    """Holds a network's modules under their own names and returns the output of each stage.
 
-    def __init__(self, stages: list[nn.Module], channels: list[int], strides: list[int],
-                 input_norm: InputNorm = IMAGENET) -> None:
+    `modules` are registered in order under their names (torchvision's: `conv1`, `bn1`,
+    `layer1`..`layer4` for a ResNet, `features` for VGG and DenseNet), so that state-dict
+    keys are those of the network the weights come from (`backbone.layer1.0.conv1.weight`).
+    `stage_names[i]` lists the dotted paths of the submodules that stage i runs, in order
+    (`["conv1", "bn1", "relu", "maxpool", "layer1"]`, `["features.0", ..., "features.9"]`);
+    they are looked up at every call, so a module replaced in place (SyncBatchNorm's
+    conversion) is the one that runs.
+    """
+
+    def __init__(self, modules: dict[str, nn.Module], stage_names: Sequence[Sequence[str]],
+                 channels: list[int], strides: list[int], input_norm: InputNorm = IMAGENET) -> None:
         super().__init__()
-        self.stages = nn.ModuleList(stages)
+        for name, module in modules.items():
+            self.add_module(name, module)
+        self.stage_names = [list(names) for names in stage_names]
+        for names in self.stage_names:
+            for name in names:
+                self.get_submodule(name)  # an unknown path is an error now, not at the first forward
+        if not len(self.stage_names) == len(channels) == len(strides):
+            raise ValueError(f"{len(self.stage_names)} stages, {len(channels)} channels, {len(strides)} strides")
         self.channels = list(channels)
         self.strides = list(strides)
         self.input_norm = input_norm
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         features = []
-        for stage in self.stages:
-            x = stage(x)
+        for names in self.stage_names:
+            for name in names:
+                x = self.get_submodule(name)(x)
             features.append(x)
         return features
+
+    @property
+    def stages(self) -> list[nn.Module]:
+        """The stages in order, each as it runs: its one module (ResNet's `layer2`), or an
+        nn.Sequential of its modules. A view for heads that take a backbone apart (SegNet);
+        the modules are registered under their own names, not here."""
+        return [self.get_submodule(names[0]) if len(names) == 1
+                else nn.Sequential(*(self.get_submodule(name) for name in names))
+                for names in self.stage_names]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints written before the backbone kept its modules' names hold `stages.i.j.*`
+        # (stage i as an nn.Sequential of its modules) or `stages.i.*` (a one-module stage):
+        # read them under today's names, so that old runs still resume and evaluate.
+        legacy = prefix + "stages."
+        for key in [k for k in state_dict if k.startswith(legacy)]:
+            stage, _, rest = key[len(legacy):].partition(".")
+            try:
+                names = self.stage_names[int(stage)]
+                if len(names) > 1:
+                    index, _, rest = rest.partition(".")
+                    names = [names[int(index)]]
+            except (ValueError, IndexError):
+                continue  # not a key of ours then or now: strict loading reports it
+            state_dict[f"{prefix}{names[0]}.{rest}"] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 # ---------------------------------------------------------------- weights
@@ -202,20 +245,27 @@ def vgg(arch: str = "vgg16", pretrained: bool = False, *, with_fc: bool = False,
         fc_channels: int = 4096, weights_file: str | os.PathLike | None = None) -> Backbone:
     """VGG split at its pooling layers into stages of stride 4, 8, 16 and 32.
 
+    The backbone keeps torchvision's `features` (keys `features.N.*`, N as in
+    torchvision); each stage runs its layers up to and including a pooling (the
+    first stage two poolings).
+
     With `with_fc`, a fifth stage adds fc6 (7x7 conv) and fc7 (1x1 conv), the
     classifier turned convolutional as in the FCN paper, initialised from the
     pretrained classifier when `fc_channels` is 4096. fc6 is padded by 3 so that
     it keeps the stride-32 map's size (the paper padded the input by 100 and
     cropped instead; padding here keeps every size aligned). fc6 and fc7 are
     followed by element-wise dropout (nn.Dropout, Caffe's), not channel dropout.
+    They are named as in Caffe's VGG16 (`fc6`, `relu6`, `drop6`, `fc7`, `relu7`,
+    `drop7`), not torchvision's `classifier.0/3`: they are convolutions, with
+    shapes that torchvision's Linear layers do not have.
     """
     if arch not in VGG_ARCHS:
         raise ValueError(f"unknown VGG {arch!r}; choose one of {', '.join(VGG_ARCHS)}")
     net = _torchvision_vgg(arch, pretrained, weights_file)
-    layers = list(net.features)
-    pools = [i for i, layer in enumerate(layers) if isinstance(layer, nn.MaxPool2d)]
+    pools = [i for i, layer in enumerate(net.features) if isinstance(layer, nn.MaxPool2d)]
     bounds = [0, pools[1] + 1, pools[2] + 1, pools[3] + 1, pools[4] + 1]
-    stages: list[nn.Module] = [nn.Sequential(*layers[a:b]) for a, b in zip(bounds, bounds[1:])]
+    modules: dict[str, nn.Module] = {"features": net.features}
+    stages = [[f"features.{i}" for i in range(a, b)] for a, b in zip(bounds, bounds[1:])]
     channels, strides = [128, 256, 512, 512], [4, 8, 16, 32]
     if with_fc:
         if pretrained and fc_channels != 4096:
@@ -232,11 +282,12 @@ def vgg(arch: str = "vgg16", pretrained: bool = False, *, with_fc: bool = False,
                 fc6.bias.copy_(net.classifier[0].bias)
                 fc7.weight.copy_(net.classifier[3].weight.reshape(4096, 4096, 1, 1))
                 fc7.bias.copy_(net.classifier[3].bias)
-        stages.append(nn.Sequential(fc6, nn.ReLU(inplace=True), nn.Dropout(0.5),
-                                    fc7, nn.ReLU(inplace=True), nn.Dropout(0.5)))
+        modules.update(fc6=fc6, relu6=nn.ReLU(inplace=True), drop6=nn.Dropout(0.5),
+                       fc7=fc7, relu7=nn.ReLU(inplace=True), drop7=nn.Dropout(0.5))
+        stages.append(["fc6", "relu6", "drop6", "fc7", "relu7", "drop7"])
         channels.append(fc_channels)
         strides.append(32)
-    return Backbone(stages, channels, strides, CAFFE_VGG if arch in CAFFE_VGG_WEIGHTS else IMAGENET)
+    return Backbone(modules, stages, channels, strides, CAFFE_VGG if arch in CAFFE_VGG_WEIGHTS else IMAGENET)
 
 
 # ---------------------------------------------------------------- ResNet
@@ -258,12 +309,19 @@ def resnet(arch: str = "resnet50", pretrained: bool = False, *, output_stride: i
     of a dilated stage the stage's rate, first block included (hszhao/semseg's
     PSPNet: 2 in every block of layer3, 4 in every block of layer4).
 
+    The backbone keeps torchvision's module names (`conv1`, `bn1`, `relu`,
+    `maxpool`, `layer1`..`layer4`; avgpool and fc are dropped): stage 0 runs the
+    stem and layer1, stages 1..3 are layer2..4.
+
     `resnet50_deep` / `resnet101_deep` are the authors' ResNets of
     hszhao/semseg (PSPNet): a "deep base" stem of three 3x3 convolutions
     (64, 64, 128 channels, the first with stride 2), each with BatchNorm and
     ReLU, then max pooling and layer1 taking 128 channels; the blocks are
     torchvision's. Their ImageNet weights are the authors' files
-    `resnet50_v2.pth` / `resnet101_v2.pth` (see DEEP_RESNET_WEIGHTS).
+    `resnet50_v2.pth` / `resnet101_v2.pth` (see DEEP_RESNET_WEIGHTS). Its
+    modules are named as in the authors' PSPNet: the stem is `layer0` (conv1,
+    bn1, relu, conv2, bn2, relu, conv3, bn3, relu, maxpool at indices 0..9),
+    then `layer1`..`layer4`, so that their checkpoints' backbone keys are ours.
 
     `block_dilations` overrides that per block, for hybrid dilated convolution
     (DUC-HDC): {'layer3': (1, 2, 5, 9), 'layer4': (5, 9, 17)} gives the blocks
@@ -290,19 +348,23 @@ def resnet(arch: str = "resnet50", pretrained: bool = False, *, output_stride: i
                 raise ValueError(f"block_dilations[{name!r}] must be positive rates, got {rates}")
             for index, block in enumerate(getattr(net, name)):
                 _set_block_dilation(block, int(rates[index % len(rates)]))
-    if deep:  # module indices 0..9 are those of the authors' `layer0`, which the converter relies on
-        stem = nn.Sequential(net.conv1, net.bn1, nn.ReLU(inplace=True), net.conv2, net.bn2, nn.ReLU(inplace=True),
-                             net.conv3, net.bn3, nn.ReLU(inplace=True), net.maxpool, net.layer1)
+    layers = {name: getattr(net, name) for name in ("layer1", "layer2", "layer3", "layer4")}
+    if deep:  # the authors' PSPNet's `layer0`, indices included
+        stem = {"layer0": nn.Sequential(net.conv1, net.bn1, nn.ReLU(inplace=True), net.conv2, net.bn2,
+                                        nn.ReLU(inplace=True), net.conv3, net.bn3, nn.ReLU(inplace=True),
+                                        net.maxpool)}
+        stem_names = [f"layer0.{i}" for i in range(10)]
     else:
-        stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1)
-    stages = [stem, net.layer2, net.layer3, net.layer4]
+        stem = {"conv1": net.conv1, "bn1": net.bn1, "relu": net.relu, "maxpool": net.maxpool}
+        stem_names = list(stem)
+    stages = [[*stem_names, "layer1"], ["layer2"], ["layer3"], ["layer4"]]
     expansion = 1 if arch in ("resnet18", "resnet34") else 4
     channels = [64 * expansion, 128 * expansion, 256 * expansion, 512 * expansion]
     strides, stride = [4], 4
     for d in dilate:
         stride = stride if d else stride * 2
         strides.append(stride)
-    return Backbone(stages, channels, strides)
+    return Backbone({**stem, **layers}, stages, channels, strides)
 
 
 def _set_block_dilation(block: nn.Module, dilation: int) -> None:
@@ -331,8 +393,8 @@ def _deep_base_resnet(arch: str, pretrained: bool, weights_file: str | os.PathLi
     """torchvision's ResNet with the authors' deep-base stem, its modules named as in their ResNet
     (conv1..3, bn1..3, layer1..4, fc), so that their ImageNet file loads by name.
 
-    Only its modules are used (`resnet` re-assembles them); torchvision's forward, which knows
-    nothing of conv2 / conv3, is not. New convolutions get the init that torchvision and the
+    Only its modules are used (`resnet` re-assembles the stem as their PSPNet's `layer0`);
+    torchvision's forward, which knows nothing of conv2 / conv3, is not. New convolutions get the init that torchvision and the
     authors both use (Kaiming normal, fan-out); BatchNorm starts at 1 / 0.
     """
     net = torchvision.models.get_model(DEEP_RESNET_WEIGHTS[arch][0], weights=None)
@@ -368,23 +430,26 @@ def densenet(arch: str = "densenet121", pretrained: bool = False, *,
     every returned map is an activation and the transition's 1x1 convolution and
     pooling open the next stage. Channels: 256, 512, 1024, 1024 for DenseNet-121
     (read from the model, not assumed). No dilation: output stride 32 only.
+
+    The backbone keeps torchvision's `features` (keys `features.conv0.*`,
+    `features.denseblock1.*`, `features.transition1.*`, ..., `features.norm5.*`);
+    the final ReLU, a function call in torchvision's forward, is the module
+    `features.relu5` here (named as the stem's `relu0`).
     """
     if arch not in DENSENET_ARCHS:
         raise ValueError(f"unknown DenseNet {arch!r}; choose one of {', '.join(DENSENET_ARCHS)}")
     f = _torchvision_model(arch, pretrained, weights_file).features
+    f.add_module("relu5", nn.ReLU(inplace=True))
     stages = [
-        nn.Sequential(f.conv0, f.norm0, f.relu0, f.pool0, f.denseblock1,
-                      f.transition1.norm, f.transition1.relu),
-        nn.Sequential(f.transition1.conv, f.transition1.pool, f.denseblock2,
-                      f.transition2.norm, f.transition2.relu),
-        nn.Sequential(f.transition2.conv, f.transition2.pool, f.denseblock3,
-                      f.transition3.norm, f.transition3.relu),
-        nn.Sequential(f.transition3.conv, f.transition3.pool, f.denseblock4,
-                      f.norm5, nn.ReLU(inplace=True)),
+        ["conv0", "norm0", "relu0", "pool0", "denseblock1", "transition1.norm", "transition1.relu"],
+        ["transition1.conv", "transition1.pool", "denseblock2", "transition2.norm", "transition2.relu"],
+        ["transition2.conv", "transition2.pool", "denseblock3", "transition3.norm", "transition3.relu"],
+        ["transition3.conv", "transition3.pool", "denseblock4", "norm5", "relu5"],
     ]
     channels = [f.transition1.norm.num_features, f.transition2.norm.num_features,
                 f.transition3.norm.num_features, f.norm5.num_features]
-    return Backbone(stages, channels, [4, 8, 16, 32])
+    return Backbone({"features": f}, [[f"features.{name}" for name in names] for names in stages], channels,
+                    [4, 8, 16, 32])
 
 
 # ---------------------------------------------------------------- registry

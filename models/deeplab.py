@@ -206,15 +206,10 @@ def deeplab_v3_plus(num_classes: int, *, backbone: str = "resnet101", pretrained
 
 # ---------------------------------------------------------------- torchvision's weights
 
-# torchvision DeepLabV3 key prefix -> ours. The backbone stem is our stage 0
-# (conv1, bn1, relu, maxpool, layer1); the head is ASPP, 3x3 conv + BN, 1x1 conv.
+# torchvision DeepLabV3 key prefix -> ours. The backbone's keys are torchvision's
+# (conv1, bn1, layer1..4); only the heads differ: ASPP, 3x3 conv + BN, 1x1 conv.
 _TORCHVISION_PREFIXES = (
-    ("backbone.conv1.", "backbone.stages.0.0."),
-    ("backbone.bn1.", "backbone.stages.0.1."),
-    ("backbone.layer1.", "backbone.stages.0.4."),
-    ("backbone.layer2.", "backbone.stages.1."),
-    ("backbone.layer3.", "backbone.stages.2."),
-    ("backbone.layer4.", "backbone.stages.3."),
+    ("backbone.", "backbone."),
     ("classifier.0.convs.", "aspp.branches."),
     ("classifier.0.project.", "aspp.project."),
     ("classifier.1.", "head.0."),

@@ -144,16 +144,11 @@ SEMSEG_OPTIONS = {"output_stride": 8, "aux": True, "dilate_first_block": True, "
 # Blocks in layer3 -> our backbone name (ResNet-50 has 6, ResNet-101 23).
 SEMSEG_BACKBONES = {6: "resnet50_deep", 23: "resnet101_deep"}
 
-# Their key prefix -> ours. Their layer0 (conv1, bn1, relu, conv2, bn2, relu, conv3, bn3, relu,
-# maxpool) has the indices of our deep stem, which continues with layer1 at index 10. A pyramid
-# bin is (pool, conv, bn, relu) there and (pool, (conv, bn, relu)) here; cls and aux are
-# (conv, bn, relu, dropout, conv) there and (ConvBNReLU, dropout, conv) here.
+# Their key prefix -> ours. The deep-base backbone's modules have their names (layer0..4, layer0
+# with their indices). A pyramid bin is (pool, conv, bn, relu) there and (pool, (conv, bn, relu))
+# here; cls and aux are (conv, bn, relu, dropout, conv) there and (ConvBNReLU, dropout, conv) here.
 _SEMSEG_PREFIXES = (
-    ("layer0.", "backbone.stages.0."),
-    ("layer1.", "backbone.stages.0.10."),
-    ("layer2.", "backbone.stages.1."),
-    ("layer3.", "backbone.stages.2."),
-    ("layer4.", "backbone.stages.3."),
+    *((f"layer{i}.", f"backbone.layer{i}.") for i in range(5)),
     ("cls.0.", "head.1.0."),
     ("cls.1.", "head.1.1."),
     ("cls.4.", "head.3."),

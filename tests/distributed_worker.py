@@ -62,8 +62,8 @@ def evaluation_results(rank: int, world: int) -> dict:
     import datasets
     import models
     from utils.data import eval_loader
-    from utils.evaluation import evaluate
-    from utils.joint_transforms import eval_transforms
+    from utils.inference import evaluate
+    from utils.transforms import eval_transforms
     from utils.metrics import ConfusionMatrix
 
     torch.manual_seed(0)
@@ -85,7 +85,7 @@ def evaluation_results(rank: int, world: int) -> dict:
 def main(argv: list[str]) -> None:
     import torch.distributed as dist
 
-    from utils import distributed as dist_utils
+    from utils import runtime
 
     mode, out, rest = argv[0], Path(argv[1]), argv[2:]
     if mode == "train":
@@ -100,12 +100,12 @@ def main(argv: list[str]) -> None:
         original = engine.Trainer.validate_and_save
 
         def validate_and_save(self):
-            if dist_utils.rank() == fail_rank:
+            if runtime.rank() == fail_rank:
                 raise RuntimeError(f"rank {fail_rank} failed on purpose")
             metrics = original(self)
-            if self.iteration == stop_at:  # the job ends here, as if its time ran out
+            if self.state.iteration == stop_at:  # the job ends here, as if its time ran out
                 (out / f"rank{rank}.json").write_text(json.dumps(metrics))
-                dist_utils.cleanup()
+                runtime.cleanup()
                 sys.stdout.flush()
                 os._exit(0)
             return metrics
@@ -115,8 +115,8 @@ def main(argv: list[str]) -> None:
         (out / f"rank{rank}.json").write_text(json.dumps(metrics))
         return
 
-    dist_utils.init_distributed("cpu")
-    rank, world = dist_utils.rank(), dist_utils.world_size()
+    runtime.init_distributed("cpu")
+    rank, world = runtime.rank(), runtime.world_size()
     if mode == "step":
         model = tiny_bn_model()
         ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model

@@ -1,7 +1,7 @@
 """Small fake copies of every data set, in exactly the layout of the real downloads.
 
 Each `make_<name>(root, size, n)` writes the tree that data set `<name>` expects into
-`root / config.DATASET_FOLDERS[name]` (its default folder under SEG_DATA) and returns
+`root / dataset_class(name).folder` (its default folder under SEG_DATA) and returns
 that folder, so either pass the returned path as `root=` / `--data-root`, or set
 `SEG_DATA=root` and use the defaults. `size` is an int (square) or (height, width);
 `n` is the number of samples per split. Content is deterministic and learnable:
@@ -25,7 +25,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import config  # noqa: E402
+from datasets import dataset_class  # noqa: E402
 from datasets.ade20k import CLASSES as ADE_CLASSES  # noqa: E402
 from datasets.voc import VOC_PALETTE  # noqa: E402
 
@@ -74,7 +74,7 @@ def _save(array: np.ndarray, path: Path, palette=None) -> None:
 
 
 def _target(root, name: str) -> Path:
-    path = Path(root) / config.DATASET_FOLDERS.get(name, name)
+    path = Path(root) / dataset_class(name).folder
     path.mkdir(parents=True, exist_ok=True)
     return path
 

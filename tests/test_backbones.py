@@ -5,6 +5,7 @@ import torch
 import torchvision
 from torch import nn
 
+import models
 from models import backbones
 from models.backbones import build_backbone, list_backbones, weight_path, weight_url
 from models.layers import PaddedConv2d
@@ -76,6 +77,10 @@ def test_torchvision_state_dict_loads_strictly_from_the_weights_folder(arch, tmp
     expected = next(v for k, v in state.items() if v.dim() == 4)  # the stem conv, first in both
     assert torch.equal(loaded[first_conv], expected)
     assert sum(p.numel() for p in backbone.parameters()) + _classifier_params(arch, backbone) == TORCHVISION_PARAMS[arch]
+    # torchvision's names are kept: every tensor of the backbone is the file's tensor of the same key
+    reference = backbones._fix_legacy_keys(arch, state)
+    ours = {k: v for k, v in backbone.state_dict().items() if not k.endswith("num_batches_tracked")}
+    assert ours and all(torch.equal(value, reference[key]) for key, value in ours.items())
 
 
 def test_vgg_fc6_fc7_come_from_the_pretrained_classifier(tmp_path):
@@ -83,7 +88,7 @@ def test_vgg_fc6_fc7_come_from_the_pretrained_classifier(tmp_path):
     path = tmp_path / "my_vgg16.pth"
     torch.save(state, path)
     backbone = build_backbone("vgg16", pretrained=True, with_fc=True, weights_file=path)
-    fc6, fc7 = backbone.stages[-1][0], backbone.stages[-1][3]
+    fc6, fc7 = backbone.fc6, backbone.fc7
     # torch.equal, not assert_close: the copy is exact and 100M values compare in a blink.
     assert torch.equal(fc6.weight, state["classifier.0.weight"].reshape(4096, 512, 7, 7))
     assert torch.equal(fc7.weight.flatten(1), state["classifier.3.weight"])
@@ -127,12 +132,9 @@ def test_resnet_dilation_matches_torchvision(output_stride):
     ours = build_backbone("resnet50", output_stride=output_stride)
     replace = [False, output_stride == 8, True]
     reference = torchvision.models.resnet50(replace_stride_with_dilation=replace)
-    theirs = nn.ModuleList([nn.Sequential(reference.conv1, reference.bn1, reference.relu,
-                                          reference.maxpool, reference.layer1),
-                            reference.layer2, reference.layer3, reference.layer4])
-    convs = [(n, m) for n, m in ours.stages.named_modules() if isinstance(m, nn.Conv2d)]
-    ref_convs = dict((n, m) for n, m in theirs.named_modules() if isinstance(m, nn.Conv2d))
-    assert len(convs) == len(ref_convs)
+    convs = [(n, m) for n, m in ours.named_modules() if isinstance(m, nn.Conv2d)]
+    ref_convs = dict((n, m) for n, m in reference.named_modules() if isinstance(m, nn.Conv2d))
+    assert [n for n, _ in convs] == list(ref_convs)  # torchvision's names
     for name, conv in convs:
         ref = ref_convs[name]
         assert (conv.stride, conv.dilation, conv.padding) == (ref.stride, ref.dilation, ref.padding), name
@@ -142,7 +144,7 @@ def test_block_dilations_set_each_block_cyclically():
     backbone = build_backbone("resnet50", output_stride=8,
                               block_dilations={"layer3": (1, 2, 5, 9), "layer4": (5, 9, 17)})
     rates = [[m.dilation[0] for m in stage.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
-             for stage in backbone.stages[2:]]
+             for stage in (backbone.layer3, backbone.layer4)]
     assert rates == [[1, 2, 5, 9, 1, 2], [5, 9, 17]]
     assert backbone.strides == [4, 8, 8, 8]
 
@@ -186,5 +188,58 @@ def test_padded_conv_is_conv_with_padding(size):
 
 def test_vgg_fc6_keeps_the_stride_32_map_size():
     backbone = build_backbone("vgg16", with_fc=True, fc_channels=8)
-    assert isinstance(backbone.stages[-1][0], PaddedConv2d)
+    assert isinstance(backbone.fc6, PaddedConv2d)
     assert backbone(torch.randn(1, 3, 96, 160))[-1].shape == (1, 8, 3, 5)
+
+
+# ---------------------------------------------------------------- module names
+
+def test_checkpoint_keys_are_torchvisions_and_a_torchvision_resnet_loads_without_a_table():
+    model = models.build_model("deeplab_v3", 21, backbone="resnet50")
+    keys = model.state_dict()
+    assert {"backbone.conv1.weight", "backbone.bn1.running_mean", "backbone.layer1.0.conv1.weight",
+            "backbone.layer4.2.bn3.weight"} <= set(keys)
+    assert not any(".stages." in key for key in keys)
+    reference = torchvision.models.resnet50(weights=None).eval()  # random init, no download
+    theirs = {k: v for k, v in reference.state_dict().items() if not k.startswith("fc.")}
+    model.backbone.load_state_dict(theirs, strict=True)  # as it is: no key table
+    backbone = build_backbone("resnet50").eval()
+    backbone.load_state_dict(theirs, strict=True)
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        expected = reference.layer4(reference.layer3(reference.layer2(reference.layer1(
+            reference.maxpool(reference.relu(reference.bn1(reference.conv1(x))))))))
+        assert torch.equal(backbone(x)[-1], expected)
+
+
+@pytest.mark.parametrize("arch, kwargs, names", [
+    ("vgg16", {"with_fc": True, "fc_channels": 8}, ["features.0.weight", "features.28.bias", "fc6.weight", "fc7.bias"]),
+    ("vgg16_bn", {}, ["features.1.running_var", "features.41.weight"]),
+    ("densenet121", {}, ["features.conv0.weight", "features.denseblock1.denselayer1.conv1.weight",
+                         "features.transition3.conv.weight", "features.norm5.bias"]),
+    ("resnet50_deep", {}, ["layer0.0.weight", "layer0.7.running_mean", "layer1.0.conv1.weight", "layer4.0.bn3.bias"]),
+])
+def test_every_family_keeps_its_names(arch, kwargs, names):
+    with torch.device("meta"):
+        backbone = build_backbone(arch, **kwargs)
+    keys = backbone.state_dict()
+    assert set(names) <= set(keys) and not any(key.startswith("stages.") for key in keys)
+    assert len(backbone.stages) == len(backbone.stage_names) == len(backbone.channels)
+
+
+def test_checkpoints_with_the_former_stage_keys_still_load():
+    # Before the backbone kept torchvision's names, stage 0 of a ResNet was
+    # Sequential(conv1, bn1, relu, maxpool, layer1) and stages 1..3 were layer2..4.
+    former = (("backbone.conv1.", "backbone.stages.0.0."), ("backbone.bn1.", "backbone.stages.0.1."),
+              ("backbone.layer1.", "backbone.stages.0.4."), ("backbone.layer2.", "backbone.stages.1."),
+              ("backbone.layer3.", "backbone.stages.2."), ("backbone.layer4.", "backbone.stages.3."))
+    source = models.build_model("psp_net", 3, backbone="resnet18", width=8)
+    old = {}
+    for key, value in source.state_dict().items():
+        new = next((n + key[len(o):] for o, n in former if key.startswith(o)), key)
+        old[new] = value
+    assert sum(key.startswith("backbone.stages.") for key in old) > 100
+    target = models.build_model("psp_net", 3, backbone="resnet18", width=8)
+    target.load_state_dict(old, strict=True)
+    for (key, value), (other, loaded) in zip(source.state_dict().items(), target.state_dict().items()):
+        assert key == other and torch.equal(value, loaded), key

@@ -10,6 +10,7 @@ import pytest
 import scipy.io
 import torch
 from PIL import Image
+from torchvision import tv_tensors
 
 import datasets
 from datasets import DatasetError, build_dataset
@@ -120,6 +121,36 @@ def test_samples_load_and_pair(fake_roots, name):
                 assert label_path.parts[-3:-1] == image_path.parts[-3:-1]  # same split and city
             else:
                 assert image_path.stem == label_path.stem
+
+
+@pytest.mark.parametrize("name", NAMES + ["shapes"])
+def test_read_mask_is_the_mask_of_getitem_without_transforms(fake_roots, name, monkeypatch):
+    _, roots = fake_roots
+    splits = SPLIT_SIZES.get(name, {"val": None})
+    for split in splits:
+        ds = build_dataset(name, split, root=roots.get(name), **({"length": 3} if name == "shapes" else {}))
+        if not getattr(ds, "has_labels", True):
+            with pytest.raises(DatasetError, match="no label"):
+                ds.read_mask(0)
+            continue
+        masks = [ds.read_mask(i) for i in range(len(ds))]
+        for index, mask in enumerate(masks):
+            assert isinstance(mask, tv_tensors.Mask) and mask.dtype == torch.int64
+            assert torch.equal(mask, ds[index][1]), (name, split, index)
+        if name != "shapes":  # files: the mask alone, the image is never decoded
+            for module in ("datasets.base", "datasets.folder"):
+                monkeypatch.setattr(f"{module}.read_image", lambda path: pytest.fail(f"read {path}"))
+            assert torch.equal(ds.read_mask(0), masks[0])
+            monkeypatch.undo()
+
+
+def test_each_data_set_names_its_own_folder():
+    expected = {"voc": "VOCdevkit/VOC2012", "voc_aug": ".", "cityscapes": "cityscapes",
+                "ade20k": "ADEChallengeData2016", "camvid": "camvid", "folder": "folder", "isbi": "isbi2012"}
+    assert {name: datasets.dataset_class(name).folder for name in expected} == expected
+    assert datasets.dataset_class("shapes").folder is None  # generated: no files
+    with pytest.raises(ValueError, match="no default folder"):
+        datasets.dataset_class("shapes").resolve_root("shapes", None)
 
 
 def test_transforms_apply_to_image_and_mask(fake_roots):

@@ -100,7 +100,7 @@ def test_a_checkpoint_written_by_two_processes_resumes_in_one(tmp_path):
     # so it starts at batch 1 of epoch 0 and sees images 8..11 again, skipping none.
     assert resumed(8)._data_position() == (0, 1)
     trainer = resumed(4)  # the same global batch: exactly where the two processes stopped
-    assert trainer.iteration == 3 and trainer._data_position() == (0, 3)
+    assert trainer.state.iteration == 3 and trainer._data_position() == (0, 3)
     torch.testing.assert_close(trainer.model.state_dict(), state["state_dict"])
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * (1 - 3 / 6) ** 0.9)
     trainer.fit()

@@ -4,7 +4,7 @@ import torch
 from scipy import ndimage
 from torchvision import tv_tensors
 
-from utils.joint_transforms import ElasticDeform, train_transforms, warp
+from utils.transforms import ElasticDeform, train_transforms, warp
 
 
 def blobs(height=64, width=80, seed=0) -> torch.Tensor:

@@ -10,17 +10,10 @@ import torch
 import eval as eval_script
 from utils import engine
 from utils.checkpoint import load_checkpoint, save_checkpoint
-from utils.engine import TrainConfig, Trainer
+from runs import tiny_config, train_until_killed
+from utils.engine import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def tiny_config(run_dir, **overrides) -> TrainConfig:
-    base = TrainConfig(model="u_net", model_kwargs={"width": 4, "depth": 2}, dataset="shapes",
-                       dataset_kwargs={"size": 32, "length": 24}, iters=8, batch_size=4, lr=0.01,
-                       optimizer="adamw", crop_size=32, scale_min=1.0, scale_max=1.0, val_every=4,
-                       val_batch_size=8, workers=0, device="cpu", progress=False, run_dir=str(run_dir))
-    return dataclasses.replace(base, **overrides)
 
 
 def _fixed_batch_loss(trainer):
@@ -46,35 +39,19 @@ def test_checkpoints_and_tensorboard_events_are_written(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-class Interrupted(Exception):
-    pass
-
-
 def test_resume_continues_at_the_same_iteration_with_the_same_result(tmp_path, monkeypatch):
     uninterrupted = Trainer(tiny_config(tmp_path / "a"))
     uninterrupted.fit()
-
-    original = Trainer.validate_and_save
-
-    def crash_after_first_save(self):
-        metrics = original(self)
-        if self.iteration == 4:
-            raise Interrupted
-        return metrics
-
-    monkeypatch.setattr(Trainer, "validate_and_save", crash_after_first_save)
-    with pytest.raises(Interrupted):
-        Trainer(tiny_config(tmp_path / "b")).fit()
-    monkeypatch.setattr(Trainer, "validate_and_save", original)
+    train_until_killed(Trainer, tiny_config(tmp_path / "b"), 4, monkeypatch)
 
     resumed = Trainer(tiny_config(tmp_path / "b", resume=True))
-    assert resumed.iteration == 4
+    assert resumed.state.iteration == 4
     assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * (1 - 4 / 8) ** 0.9)
     resumed.fit()
-    assert resumed.iteration == 8
+    assert resumed.state.iteration == 8
     for (name, a), b in zip(uninterrupted.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), name
-    assert resumed.best_score == uninterrupted.best_score
+    assert resumed.state.best_score == uninterrupted.state.best_score
 
 
 def test_eval_script_reproduces_the_validation_mean_iu(tmp_path, capsys):
@@ -151,3 +128,56 @@ def test_training_script_runs_from_the_command_line(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1].startswith("best mean_iu ")
     assert (tmp_path / "best.pth").is_file()
+
+
+def test_the_run_folder_says_what_produced_it(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = tiny_config(tmp_path, iters=4, log_every=2)
+    Trainer(cfg).fit()
+    record = json.loads((tmp_path / "config.json").read_text())
+    assert record["config"] == json.loads(json.dumps(dataclasses.asdict(cfg)))  # every field, as JSON
+    assert record["torch"] == str(torch.__version__) and record["torchvision"]
+    commit = record["git_commit"]
+    assert commit is None or (len(commit) == 40 and isinstance(record["git_dirty"], bool))
+    assert load_checkpoint(tmp_path / "last.pth")["provenance"]["git_commit"] == commit
+    events = EventAccumulator(str(tmp_path), size_guidance={"tensors": 0})
+    events.Reload()
+    assert "config" in "".join(events.Tags()["tensors"])  # the settings as TensorBoard text
+    throughput = [e.value for e in events.Scalars("train/images_per_s")]
+    assert len(throughput) == 2 and all(v > 0 for v in throughput)
+    assert "hparam/mean_iu" in events.Tags()["scalars"]  # the final figures beside the settings
+
+
+def test_a_resume_keeps_the_first_record_and_notes_what_changed(tmp_path):
+    Trainer(tiny_config(tmp_path, iters=4)).fit()
+    Trainer(tiny_config(tmp_path, iters=8, resume=True)).fit()
+    record = json.loads((tmp_path / "config.json").read_text())
+    assert record["config"]["iters"] == 4
+    assert [(r["iteration"], r["changed"]) for r in record["resumes"]] == [(4, {"iters": 8, "resume": True})]
+
+
+def test_progress_without_a_terminal_is_periodic_lines(capsys):
+    from utils.visualize import NoProgress, ProgressLines, progress_bar
+
+    assert isinstance(progress_bar(10, "val", show=False), NoProgress)
+    lines = progress_bar(10, "val", bars=False)
+    assert isinstance(lines, ProgressLines)
+    lines.interval = 0.0  # print on every update
+    lines.set_postfix(loss="0.5")
+    lines.update(5)
+    assert capsys.readouterr().out.startswith("val 5/10 (50%), ")
+    quiet = progress_bar(10, "val", bars=False)  # a loop shorter than the interval prints nothing
+    for _ in range(10):
+        quiet.update()
+    quiet.close()
+    assert capsys.readouterr().out == ""
+
+
+def test_eval_prints_how_the_checkpoint_was_trained(tmp_path, capsys):
+    Trainer(tiny_config(tmp_path, iters=4)).fit()
+    capsys.readouterr()
+    eval_script.main([str(tmp_path / "best.pth"), "--device", "cpu", "--workers", "0", "--no-progress"])
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("trained: u_net {'width': 4, 'depth': 2} on shapes train, iteration 4/4, batch 4")
+    assert "adamw lr 0.01" in first

@@ -16,9 +16,9 @@ from fake_data import make
 from utils.checkpoint import load_checkpoint
 from utils.data import eval_loader
 from utils.engine import TrainConfig, Trainer
-from utils.evaluation import evaluate
+from utils.inference import evaluate
 from utils.inference import InferenceConfig, predict_logits
-from utils.joint_transforms import eval_transforms
+from utils.transforms import eval_transforms
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (32, 96)  # height, width of the fake Cityscapes images

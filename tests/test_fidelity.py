@@ -23,8 +23,8 @@ from utils.checkpoint import load_checkpoint
 from utils.cli import parse_config
 from utils.engine import TrainConfig, Trainer
 from utils.inference import InferenceConfig, predict_logits
-from utils.joint_transforms import eval_transforms, train_transforms
-from utils.sliding_window import sliding_window
+from utils.transforms import eval_transforms, train_transforms
+from utils.inference import sliding_window
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,8 +112,8 @@ def test_vgg16_caffe_loads_the_converted_caffe_file_and_expects_bgr_0_255(tmp_pa
     assert weight_path("vgg16_caffe") == tmp_path / "vgg16-00b39a1b.pth"
     state = _caffe_vgg16_file(tmp_path / "vgg16-00b39a1b.pth")
     model = models.build_model("fcn32s", 21, backbone="vgg16_caffe", pretrained=True)
-    assert torch.equal(model.backbone.stages[0][0].weight, state["features.0.weight"])
-    assert torch.equal(model.backbone.stages[-1][0].weight, state["classifier.1.weight"].reshape(4096, 512, 7, 7))
+    assert torch.equal(model.backbone.features[0].weight, state["features.0.weight"])
+    assert torch.equal(model.backbone.fc6.weight, state["classifier.1.weight"].reshape(4096, 512, 7, 7))
     assert input_norm_of(model) == CAFFE_VGG
     assert input_norm_of(models.build_model("seg_net", 3, backbone="vgg16_caffe")) == CAFFE_VGG
     for other in ("fcn32s", "u_net", "psp_net", "seg_net"):
@@ -190,10 +190,10 @@ def test_unet_without_batchnorm_starts_from_the_papers_init():
 @pytest.mark.parametrize("output_stride, rates", [(16, (2, 4, 8)), (8, (4, 8, 16))])
 def test_multi_grid_gives_block4_the_unit_rates_times_its_rate(name, output_stride, rates):
     model = models.build_model(name, 3, backbone="resnet50", output_stride=output_stride, multi_grid=(1, 2, 4))
-    layer4 = model.backbone.stages[3]
+    layer4 = model.backbone.layer4
     assert tuple(block.conv2.dilation[0] for block in layer4) == rates
     assert all(block.conv2.padding[0] == r for block, r in zip(layer4, rates))
-    plain = models.build_model(name, 3, backbone="resnet50", output_stride=output_stride).backbone.stages[3]
+    plain = models.build_model(name, 3, backbone="resnet50", output_stride=output_stride).backbone.layer4
     assert plain[0].conv2.dilation[0] == 32 // output_stride // 2  # torchvision's: the first block keeps the previous rate
     with torch.no_grad():
         assert model.eval()(torch.randn(1, 3, 33, 47))["out"].shape == (1, 3, 33, 47)

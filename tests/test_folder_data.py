@@ -1,4 +1,4 @@
-"""Your own data as it really comes (issue #17): mask formats, declarations, never-silent errors,
+"""Your own data as it really comes: mask formats, declarations, never-silent errors,
 size mismatches, the data-set report (tools/inspect_data.py) and Dice in eval.py.
 
 Every tree is generated here, tiny, in the layouts public data sets ship in.
@@ -237,6 +237,8 @@ def test_a_mask_of_another_size_is_an_error_or_resized_on_request(tmp_path, caps
     assert ds.resized_masks == [root / "masks" / "case_01.png"]
     mask = ds[1][1]
     assert mask.shape == (24, 32) and set(mask.unique().tolist()) == {1}
+    # read_mask (class weights) resizes like load, from the image file's header
+    assert torch.equal(ds.read_mask(1), mask)
 
 
 def test_greyscale_and_16_bit_images_become_3_channel_8_bit(tmp_path):

@@ -16,38 +16,28 @@ def test_every_registered_model_has_a_case():
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_output_matches_input_size_for_odd_sizes(case):
+def test_each_model_keeps_odd_sizes_trains_and_takes_a_batch_of_one(case):
+    """One build per model for the three contracts every model keeps."""
     model = _build(case).eval()
+    # 1. logits at the input's resolution, for sizes that are not multiples of 32
     with torch.no_grad():
         out = model(torch.randn(2, 3, 67, 93))
     assert out["out"].shape == (2, NUM_CLASSES, 67, 93)
     assert torch.isfinite(out["out"]).all()
 
-
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_training_backward_gives_finite_gradients(case):
-    model = _build(case).train()
+    # 2. training mode: the auxiliary output where the paper has one, and a finite gradient for every parameter
+    model.train()
     out = model(torch.randn(2, 3, 64, 80))
     assert ("aux" in out) == case.aux
-    loss = sum(o.float().pow(2).mean() for o in out.values())
-    loss.backward()
+    sum(o.float().pow(2).mean() for o in out.values()).backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, f"parameters without gradient: {missing[:5]}"
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     for key, value in out.items():
         assert value.shape == (2, NUM_CLASSES, 64, 80), key
 
-
-def test_unknown_model_lists_the_valid_names():
-    with pytest.raises(ValueError, match="u_net"):
-        models.build_model("no_such_net", 3)
-
-
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_batch_size_one_trains_or_says_why(case):
-    # The engine may hand a model a batch of one (last batch, tiny data set):
-    # it must train, or fail with a message that names the batch size.
-    model = _build(case).train()
+    # 3. the engine may hand it a batch of one (a tiny data set): it trains, or the error names the batch size
+    model.zero_grad(set_to_none=True)
     try:
         out = model(torch.randn(1, 3, 48, 64))
         sum(o.float().mean() for o in out.values()).backward()
@@ -55,6 +45,11 @@ def test_batch_size_one_trains_or_says_why(case):
         assert "batch" in str(err).lower(), f"unclear error for batch size 1: {err}"
     else:
         assert out["out"].shape == (1, NUM_CLASSES, 48, 64)
+
+
+def test_unknown_model_lists_the_valid_names():
+    with pytest.raises(ValueError, match="u_net"):
+        models.build_model("no_such_net", 3)
 
 
 def _count_params(name, num_classes, **kwargs):
@@ -90,17 +85,17 @@ def test_psp_net_returns_aux_only_in_training():
 
 
 def test_duc_hdc_uses_hybrid_rates_and_duc_the_standard_ones():
-    def rates(model, stage):
-        return [m.dilation[0] for m in model.backbone.stages[stage].modules()
+    def rates(model, layer):
+        return [m.dilation[0] for m in getattr(model.backbone, layer).modules()
                 if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
 
     with torch.device("meta"):
         hdc = models.build_model("duc_hdc", 19)
         plain = models.build_model("duc", 19)
     # ResNet-101: 23 blocks in layer3, 3 in layer4.
-    assert rates(hdc, 2) == [1, 2, 5, 9] * 5 + [1, 2, 5]
-    assert rates(hdc, 3) == [5, 9, 17]
-    assert rates(plain, 2) == [1] + [2] * 22 and rates(plain, 3) == [2, 4, 4]
+    assert rates(hdc, "layer3") == [1, 2, 5, 9] * 5 + [1, 2, 5]
+    assert rates(hdc, "layer4") == [5, 9, 17]
+    assert rates(plain, "layer3") == [1] + [2] * 22 and rates(plain, "layer4") == [2, 4, 4]
     # DUC predicts num_classes * d^2 channels at stride d = 8.
     assert hdc.head[0].out_channels == 19 * 8 ** 2
 

@@ -6,8 +6,8 @@ import torch.nn.functional as F
 
 import datasets
 from fake_data import make
-from utils.data import EpochBatches, train_loader
-from utils.joint_transforms import train_transforms
+from utils.data import ResumableBatchSampler, train_loader
+from utils.transforms import train_transforms
 from utils.losses import SegmentationLoss
 from utils.weight_map import UNetBorderWeights, unet_weight_map
 
@@ -43,7 +43,7 @@ def test_loader_yields_weight_maps_of_the_augmented_masks(tmp_path):
     root = make("isbi", tmp_path, size=48)
     dataset = datasets.build_dataset("isbi", "train", root, train_transforms(32, (0.75, 1.25), True, elastic_std=4))
     hook = UNetBorderWeights(1, 10.0, 5.0)
-    loader = train_loader(dataset, EpochBatches(len(dataset), 2, seed=0), 0, False, pixel_weights=hook)
+    loader = train_loader(dataset, ResumableBatchSampler(len(dataset), 2, seed=0), 0, False, pixel_weights=hook)
     images, masks, weights = next(iter(loader))
     assert images.shape == (2, 3, 32, 32) and masks.shape == weights.shape == (2, 32, 32)
     assert weights.dtype == torch.float32

@@ -26,10 +26,11 @@ from models.backbones import SEMSEG_DRIVE_URL, build_backbone, weight_path
 from models.input_norm import IMAGENET, input_norm_of
 from models.layers import align_corners_of
 from utils.checkpoint import load_checkpoint, model_from_checkpoint
+from runs import train_until_killed
 from utils.engine import TrainConfig, Trainer
 from utils.inference import InferenceConfig, predict_logits
-from utils.joint_transforms import BLUR_SIGMA, train_transforms
-from utils.semseg_protocol import semseg_probabilities
+from utils.transforms import BLUR_SIGMA, train_transforms
+from utils.inference import semseg_probabilities
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
@@ -337,7 +338,7 @@ def test_semseg_protocol_averages_probabilities_not_logits():
 
 def test_eval_flags_select_the_protocol_and_its_stride():
     args = eval_script.parse_args(["x.pth", "--protocol", "semseg", "--long-side", "512", "--tile", "473"])
-    from utils.inference_cli import inference_config
+    from utils.cli import inference_config
     cfg = inference_config(args, dataclasses.asdict(TrainConfig()), "eval.py")
     assert (cfg.protocol, cfg.long_side, cfg.tile, cfg.stride) == ("semseg", 512, 473, 316)
     default = inference_config(eval_script.parse_args(["x.pth"]), dataclasses.asdict(TrainConfig()), "eval.py")
@@ -395,13 +396,13 @@ def test_deep_base_backbone_loads_their_imagenet_file_from_seg_weights(tmp_path,
     assert weight_path("resnet50_deep") == tmp_path / "resnet50_v2.pth"
     state = _semseg_imagenet_file(tmp_path / "resnet50_v2.pth")
     backbone = build_backbone("resnet50_deep", pretrained=True, output_stride=8, dilate_first_block=True)
-    stem = backbone.stages[0]
+    stem = backbone.layer0  # their PSPNet's layer0, indices included
     assert torch.equal(stem[0].weight, state["conv1.weight"]) and torch.equal(stem[6].weight, state["conv3.weight"])
-    assert torch.equal(stem[10][0].downsample[0].weight, state["layer1.0.downsample.0.weight"])
-    assert torch.equal(backbone.stages[3][2].conv3.weight, state["layer4.2.conv3.weight"])
+    assert torch.equal(backbone.layer1[0].downsample[0].weight, state["layer1.0.downsample.0.weight"])
+    assert torch.equal(backbone.layer4[2].conv3.weight, state["layer4.2.conv3.weight"])
     assert backbone.channels == [256, 512, 1024, 2048] and backbone.strides == [4, 8, 8, 8]
-    assert [b.conv2.dilation for b in backbone.stages[2]] == [(2, 2)] * 6  # every block, as theirs
-    assert [b.conv2.dilation for b in backbone.stages[3]] == [(4, 4)] * 3
+    assert [b.conv2.dilation for b in backbone.layer3] == [(2, 2)] * 6  # every block, as theirs
+    assert [b.conv2.dilation for b in backbone.layer4] == [(4, 4)] * 3
 
 
 def test_missing_or_foreign_deep_base_file_is_an_error_naming_it(tmp_path, monkeypatch):
@@ -418,10 +419,10 @@ def test_missing_or_foreign_deep_base_file_is_an_error_naming_it(tmp_path, monke
 
 def test_default_dilation_is_unchanged_and_the_option_dilates_every_block():
     plain = build_backbone("resnet18", output_stride=8)
-    assert [b.conv1.dilation for b in plain.stages[2]] == [(1, 1), (2, 2)]
+    assert [b.conv1.dilation for b in plain.layer3] == [(1, 1), (2, 2)]
     authors = build_backbone("resnet18", output_stride=8, dilate_first_block=True)
-    assert [b.conv1.dilation for b in authors.stages[2]] == [(2, 2), (2, 2)]
-    assert [b.conv1.dilation for b in authors.stages[3]] == [(4, 4), (4, 4)]
+    assert [b.conv1.dilation for b in authors.layer3] == [(2, 2), (2, 2)]
+    assert [b.conv1.dilation for b in authors.layer4] == [(4, 4), (4, 4)]
 
 
 def _psp_config(run_dir, **overrides) -> TrainConfig:
@@ -442,10 +443,6 @@ def test_bin_batch_norm_refuses_a_batch_of_one_before_training(tmp_path):
     models.build_model("psp_net", 3, backbone="resnet18", width=8).train()(torch.randn(1, 3, 33, 33))  # default trains
 
 
-class Interrupted(Exception):
-    pass
-
-
 def test_head_lr_mult_groups_scale_together_and_resume(tmp_path, monkeypatch):
     whole = Trainer(_psp_config(tmp_path / "a"))
     backbone, head = whole.optimizer.param_groups
@@ -455,18 +452,7 @@ def test_head_lr_mult_groups_scale_together_and_resume(tmp_path, monkeypatch):
     assert sum(p.numel() for p in head["params"]) == sum(p.numel() for p in whole.model.parameters()) - n_backbone
     whole.fit()
 
-    original = Trainer.validate_and_save
-
-    def crash_after_first_save(self):
-        metrics = original(self)
-        if self.iteration == 2:
-            raise Interrupted
-        return metrics
-
-    monkeypatch.setattr(Trainer, "validate_and_save", crash_after_first_save)
-    with pytest.raises(Interrupted):
-        Trainer(_psp_config(tmp_path / "b")).fit()
-    monkeypatch.setattr(Trainer, "validate_and_save", original)
+    train_until_killed(Trainer, _psp_config(tmp_path / "b"), 2, monkeypatch)
     resumed = Trainer(_psp_config(tmp_path / "b", resume=True))
     factor = (1 - 2 / 4) ** 0.9  # the poly schedule scales both groups
     assert [g["lr"] for g in resumed.optimizer.param_groups] == [pytest.approx(0.01 * factor),

@@ -1,4 +1,4 @@
-"""The issue-10 scripts end to end: ISBI U-Net (elastic deformation, border weights, mirrored
+"""The real-data scripts end to end: ISBI U-Net (elastic deformation, border weights, mirrored
 sliding window), its held-out report and results figure, and the CamVid comparison scripts
 with class weights. On ../shared/data when present, else on fake trees of the same layout."""
 import json
@@ -46,7 +46,7 @@ def test_isbi_script_two_iterations_then_report_and_figure(isbi_root, tmp_path):
     cfg = state["config"]
     assert (cfg["pixel_weights"], cfg["elastic_std"], cfg["val_mirror_margin"]) == ("unet-border", 10.0, 16)
     report_file = tmp_path / "isbi.json"
-    out = run([ROOT / "benchmarks/isbi_report.py", run_dir / "best.pth", "--device", "cpu",
+    out = run([ROOT / "tools/isbi_report.py", run_dir / "best.pth", "--device", "cpu",
                "--json", report_file], tmp_path)
     report = json.loads(report_file.read_text())
     assert report["slices"] == ["25", "26", "27", "28", "29"]

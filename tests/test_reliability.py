@@ -1,10 +1,9 @@
-"""Interrupted runs, bad checkpoints, bad data, numerical faults (issue 8).
+"""Interrupted runs, bad checkpoints, bad data, numerical faults.
 
 Signals go to a real training subprocess (train/shapes-u-net/train.py on generated
 data). Where a test needs the process to be at a precise point when the signal
 lands, it runs the script through DRIVER, which only adds a pause or a delay.
 """
-import dataclasses
 import os
 import random
 import shutil
@@ -24,7 +23,8 @@ import eval as eval_script
 from datasets.base import DatasetError
 from utils import engine
 from utils.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
-from utils.data import EpochBatches, train_loader
+from utils.data import ResumableBatchSampler, train_loader
+from runs import tiny_config
 from utils.engine import TrainConfig, Trainer
 from utils.faults import NonFiniteGuard
 
@@ -227,11 +227,7 @@ def test_a_failed_checkpoint_write_leaves_the_previous_checkpoint(tmp_path, monk
 
 
 def tiny(run_dir, **overrides) -> TrainConfig:
-    base = TrainConfig(model="u_net", model_kwargs={"width": 4, "depth": 2}, dataset="shapes",
-                       dataset_kwargs={"size": 32, "length": 16}, iters=8, batch_size=4, lr=0.01,
-                       optimizer="adamw", crop_size=32, scale_min=1.0, scale_max=1.0, val_every=4,
-                       val_batch_size=16, workers=0, device="cpu", progress=False, run_dir=str(run_dir))
-    return dataclasses.replace(base, **overrides)
+    return tiny_config(run_dir, **{"dataset_kwargs": {"size": 32, "length": 16}, "val_batch_size": 16, **overrides})
 
 
 def test_a_failed_write_during_training_stops_with_a_clear_error(tmp_path, monkeypatch):
@@ -407,7 +403,7 @@ class KillsItsWorker(torch.utils.data.Dataset):
 
 
 def test_a_crashed_worker_names_its_cause():
-    loader = train_loader(KillsItsWorker(), EpochBatches(4, 2, 0), workers=1, pin_memory=False)
+    loader = train_loader(KillsItsWorker(), ResumableBatchSampler(4, 2, 0), workers=1, pin_memory=False)
     with pytest.raises(RuntimeError, match="DataLoader worker .*(killed by signal|exited unexpectedly)"):
         next(iter(loader))
 
@@ -451,7 +447,7 @@ class PoisonedLoss(nn.Module):
 
     def forward(self, *args):
         loss = self.inner(*args)
-        return loss * float("nan") if self.bad(self.trainer.iteration + 1) else loss
+        return loss * float("nan") if self.bad(self.trainer.state.iteration + 1) else loss
 
 
 def test_a_few_non_finite_steps_are_skipped_and_training_goes_on(tmp_path, capfd):
@@ -525,4 +521,4 @@ def test_a_signal_at_a_validation_iteration_leaves_the_validation_to_the_resumed
     resumed = Trainer(tiny(tmp_path / "b", resume=True))
     resumed.fit()
     assert_same_final_state(tmp_path / "a" / "last.pth", tmp_path / "b" / "last.pth")
-    assert load_checkpoint(tmp_path / "b" / "best.pth")["iteration"] == uninterrupted.best_iteration
+    assert load_checkpoint(tmp_path / "b" / "best.pth")["iteration"] == uninterrupted.state.best_iteration

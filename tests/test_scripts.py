@@ -27,11 +27,11 @@ import predict as predict_script
 from fake_data import make
 from utils.checkpoint import load_checkpoint
 from utils.engine import TrainConfig, Trainer
-from utils.joint_transforms import train_transforms
+from utils.transforms import train_transforms
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The pairs of issues 5 and 6 (shapes-u-net is tested in test_engine.py).
+# The mission's (data set, model) pairs (shapes-u-net is tested in test_engine.py).
 REQUIRED = ["voc-fcn8s-vgg", "voc-fcn16s-vgg", "voc-fcn32s-vgg", "voc-psp-net", "voc-gcn",
             "cityscapes-fcn8s-resnet", "cityscapes-psp-net", "cityscapes-gcn", "cityscapes-duc-hdc",
             "ade20k-psp-net", "camvid-seg-net", "camvid-fcn8s-densenet", "voc-deeplab-v3",

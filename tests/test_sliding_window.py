@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from utils.inference import InferenceConfig, predict_logits
-from utils.sliding_window import sliding_window, tile_starts
+from utils.inference import sliding_window, tile_starts
 
 
 class Pointwise(nn.Module):

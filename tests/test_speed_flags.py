@@ -46,7 +46,7 @@ def test_the_training_loop_syncs_with_the_host_only_at_log_intervals(tmp_path, m
             frame = sys._getframe(1)
             where = frame.f_code.co_filename.replace("\\", "/")
             if where.endswith(("utils/engine.py", "utils/losses.py")) or "/models/" in where:
-                calls.append((_name, where, frame.f_lineno, trainer.iteration))
+                calls.append((_name, where, frame.f_lineno, trainer.state.iteration))
             return _original(self, *args, **kwargs)
         monkeypatch.setattr(torch.Tensor, name, spy)
     trainer.fit()

@@ -4,7 +4,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from models.input_norm import IMAGENET
-from utils.joint_transforms import RandomScale, ResizeShorterSide, eval_transforms, train_transforms
+from utils.transforms import RandomScale, ResizeShorterSide, eval_transforms, train_transforms
 
 
 def _pair(height=48, width=40, block=8, seed=0):

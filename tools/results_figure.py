@@ -24,11 +24,11 @@ from PIL import Image, ImageDraw
 
 import datasets
 from models.layers import resize
-from utils.engine import pick_device
+from utils.cli import (add_inference_args, base_size, check_inference_args, inference_config, input_norm,
+                       load_for_inference)
+from utils.runtime import pick_device
 from utils.inference import predict_logits
-from utils.inference_cli import (add_inference_args, base_size, check_inference_args, inference_config,
-                                 input_norm, load_for_inference)
-from utils.joint_transforms import eval_transforms
+from utils.transforms import eval_transforms
 from utils.visualize import colorize
 
 TITLE_HEIGHT = 14  # pixels of the title strip: PIL's default bitmap font is 11 pixels high

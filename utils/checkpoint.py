@@ -3,13 +3,19 @@
 A checkpoint holds everything needed to rebuild the model with no other
 input (model name and options, class count, data set, class names and
 palette) and to resume training exactly (optimiser, schedule, scaler,
-iteration, best score, RNG states, config).
+iteration, best score, RNG states, config), and says what produced it
+(`provenance`: git commit, dirty tree, library versions). Beside the
+checkpoints, each run folder holds `config.json` (`write_run_config`).
 """
 from __future__ import annotations
 
+import json
 import os
 import pickle
+import platform
+import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -28,12 +34,16 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
     A crash at any moment leaves either the previous file or the new one,
     never a half-written file under `path`.
     """
+    _write_atomically(path, lambda f: torch.save({"format": FORMAT, **state}, f))
+
+
+def _write_atomically(path: str | os.PathLike, write, what: str = "checkpoint") -> None:
     path = Path(path)
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -42,7 +52,7 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
             os.unlink(tmp)
         if isinstance(err, OSError):  # a full disk, a vanished folder, lost permissions
             kept = "the previous file is unchanged" if path.exists() else "nothing was written"
-            raise CheckpointError(f"cannot write checkpoint {path} ({kept}): {err}") from err
+            raise CheckpointError(f"cannot write {what} {path} ({kept}): {err}") from err
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
@@ -106,3 +116,51 @@ def model_from_checkpoint(state: dict) -> nn.Module:
         raise CheckpointError(f"checkpoint weights do not fit model {state['model']!r} with "
                               f"{state['num_classes']} classes and options {state['model_kwargs']}: {err}") from None
     return model
+
+
+# ---------------------------------------------------------------- what produced a run
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def provenance() -> dict:
+    """The code and libraries a run used: git commit and whether the tree had uncommitted
+    changes (None outside a git checkout), torch, torchvision, Python, and the command line."""
+    import sys
+
+    import torchvision
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=REPOSITORY, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"git_commit": commit, "git_dirty": None if status is None else bool(status),
+            "torch": str(torch.__version__), "torchvision": str(torchvision.__version__),
+            "python": platform.python_version(), "command": " ".join(sys.argv)}
+
+
+def write_run_config(run_dir: Path, config: dict, origin: dict, iteration: int) -> None:
+    """Record in `run_dir/config.json` what produced the run: every config field and `origin`
+    (see `provenance`). A resumed run keeps the first record and appends one entry per resume
+    (its iteration, origin and the fields that changed), so no earlier record is lost."""
+    path = run_dir / "config.json"
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    record = None
+    if iteration > 0 and path.is_file():
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            record = None  # unreadable: start a new record rather than fail the run
+    if record is None:
+        record = {"config": config, **origin, "started": started, "resumes": []}
+    else:
+        changed = {k: v for k, v in config.items() if record.get("config", {}).get(k) != v}
+        record.setdefault("resumes", []).append({"iteration": iteration, "started": started, **origin,
+                                                 "changed": changed})
+    text = json.dumps(record, indent=2, default=str) + "\n"
+    _write_atomically(path, lambda f: f.write(text.encode()), "run record")

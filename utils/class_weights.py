@@ -8,7 +8,7 @@ Methods (`--class-weights`):
   weight(c) = 1 / ln(1.02 + p(c)), p(c) = pixels of class c / all pixels.
 - `none`: no weights.
 Pixels are counted on the masks as stored (no augmentation), leaving out ignore
-pixels (255) everywhere, including in "pixels of the images". A class that never
+pixels (IGNORE_INDEX, 255) everywhere, including in "pixels of the images". A class that never
 occurs gets weight 0: it has no pixels, so its weight never enters the loss.
 
 Cache: counting reads every training mask once (seconds for CamVid, minutes for
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 import config
-from datasets.base import IGNORE_INDEX, FilePairDataset, make_mask
+from datasets.base import IGNORE_INDEX
 
 METHODS = ("none", "median-freq", "inverse-log")
 
@@ -84,13 +84,9 @@ def weights_from_counts(method: str, counts: dict) -> list[float] | None:
 
 
 def _masks(dataset) -> Iterable:
-    """The data set's masks as stored, without its transforms; label files only where possible."""
+    """The data set's masks as stored, without its transforms (`read_mask`: label files only where possible)."""
     for index in range(len(dataset)):
-        if isinstance(dataset, FilePairDataset) and dataset.samples[index][1] is not None:
-            label = dataset.samples[index][1]
-            yield make_mask(dataset.read_ids(label), label, dataset.num_classes, dataset.lookup)
-        else:
-            yield dataset.load(index)[1]
+        yield dataset.read_mask(index)
 
 
 def _cache_key(name: str, dataset, dataset_kwargs: dict) -> dict:

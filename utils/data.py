@@ -1,6 +1,6 @@
 """Data loaders for training and evaluation.
 
-Training batches come from `EpochBatches`, which draws a fresh permutation per
+Training batches come from `ResumableBatchSampler`, which draws a fresh permutation per
 epoch from (seed, epoch), shards it across processes, drops the incomplete last
 batch (BatchNorm never sees a lone sample) and can start mid-epoch. Each sample
 carries its own seed, derived from (seed, epoch, index), under which its random
@@ -23,8 +23,9 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     return ((seed * 1_000_003 + epoch) * 1_000_003 + index) % (2 ** 63)
 
 
-class EpochBatches:
-    """Batch sampler yielding lists of (index, sample seed) for one epoch at a time."""
+class ResumableBatchSampler:
+    """Batch sampler of (index, sample seed) lists: one seeded permutation per epoch, sharded
+    across processes, that can start at any batch of an epoch (an exact resume)."""
 
     def __init__(self, length: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
         self.length, self.batch_size, self.seed = length, batch_size, seed
@@ -143,7 +144,7 @@ def _as_tensors(batch):
 # the global RNG instead, it would shift dropout's random numbers whenever a resumed run
 # starts an iterator that the uninterrupted run did not (augmentation has its own seeds).
 
-def train_loader(dataset: Dataset, batches: EpochBatches, workers: int, pin_memory: bool,
+def train_loader(dataset: Dataset, batches: ResumableBatchSampler, workers: int, pin_memory: bool,
                  skip_bad: bool = False, pixel_weights: Callable | None = None) -> DataLoader:
     return DataLoader(SeededSamples(dataset, skip_bad, pixel_weights), batch_sampler=batches, num_workers=workers,
                       pin_memory=pin_memory, persistent_workers=workers > 0, collate_fn=_as_tensors,

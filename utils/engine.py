@@ -5,53 +5,54 @@ calls `run(cfg)`. Every field can be overridden from the command line
 (`--iters 200 --batch-size 4 --device cpu`), and bad values stop the script
 before any work starts. The same script runs on a CPU, one GPU, or many GPUs
 under torchrun.
+
+A script that needs more than settings (another loss, parameter groups, an
+augmentation, something done after each step) subclasses `Trainer`, overrides
+the builder it needs, and calls `run(cfg, trainer=ItsTrainer)`; see the
+`Trainer` docstring and train/isbi-u-net-dice/train.py.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-import random
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 from torch.distributed.elastic.multiprocessing.errors import record
-from tqdm import tqdm
 
 import config
 import datasets
 import models
-from models.input_norm import input_norm_of
+from models.input_norm import InputNorm, input_norm_of
 
-from . import distributed as dist_utils
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, unwrap
+from . import runtime
+from .checkpoint import (CheckpointError, load_checkpoint, provenance, save_checkpoint, unwrap,
+                         write_run_config)
 from .class_weights import compute_class_weights, format_weights
 from .cli import parse_config
-from .data import EpochBatches, eval_loader, train_loader
-from .evaluation import evaluate
-from .faults import (NonFiniteGuard, StopSignals, agree, check_free_space, checkpoint_bytes, finite_weights,
+from .data import ResumableBatchSampler, eval_loader, train_loader
+from .faults import (NonFiniteGuard, StopSignals, check_free_space, checkpoint_bytes, finite_weights,
                      remove_stale_temporaries)
-from .inference import InferenceConfig
-from .joint_transforms import eval_transforms, train_transforms
+from .inference import InferenceConfig, evaluate, semseg_stride
 from .losses import SegmentationLoss
-from .lr_schedule import poly_lr
-from .semseg_protocol import semseg_stride
-from .tb_logging import TensorBoardLogger
+from .optim import OPTIMIZERS, build_optimizer, param_groups, poly_lr
+from .runtime import autocast_dtype, pick_device, rng_state, seed_everything, set_rng_state
+from .transforms import eval_transforms, train_transforms
+from .visualize import TensorBoardLogger, progress_bar
 from .weight_map import UNetBorderWeights
 
 
-def _opt(default, help: str, choices: Sequence | None = None, factory=None):
-    metadata = {"help": help}
-    if choices is not None:
-        metadata["choices"] = list(choices)
-    if factory is not None:
-        return field(default_factory=factory, metadata=metadata)
+def _opt(default, help: str, choices: Sequence | None = None):
+    """A config field with its --help text (and valid values); a dict default is copied per instance."""
+    metadata = {"help": help} if choices is None else {"help": help, "choices": list(choices)}
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=metadata)
     return field(default=default, metadata=metadata)
 
 
@@ -60,20 +61,20 @@ class TrainConfig:
     # what to train
     model: str = _opt("u_net", "registered model name", models.list_models())
     backbone: str | None = _opt(None, "backbone name (default: the model's own)")
-    model_kwargs: dict = _opt(None, "extra model options as JSON, e.g. '{\"width\": 16}'", factory=dict)
+    model_kwargs: dict = _opt({}, "extra model options as JSON, e.g. '{\"width\": 16}'")
     pretrained: bool = _opt(False, "start the backbone from ImageNet weights found through config.py")
     init_from: str | None = _opt(None, "initialise weights from this checkpoint (every tensor whose "
                                        "name and shape match), e.g. FCN-16s from FCN-32s")
     dataset: str = _opt("shapes", "registered data set name", datasets.list_datasets())
     data_root: str | None = _opt(None, "data set folder (default: under SEG_DATA, see config.py)")
-    dataset_kwargs: dict = _opt(None, "extra data set options as JSON", factory=dict)
+    dataset_kwargs: dict = _opt({}, "extra data set options as JSON")
     train_split: str = _opt("train", "split to train on")
     val_split: str = _opt("val", "split to validate on")
     # optimisation
     iters: int = _opt(1000, "training iterations (optimiser steps)")
     batch_size: int = _opt(8, "images per step per process (the global batch is this times the number "
                               "of processes; the LR is not rescaled)")
-    optimizer: str = _opt("sgd", "optimiser", ("sgd", "adamw"))
+    optimizer: str = _opt("sgd", "optimiser", OPTIMIZERS)
     lr: float = _opt(0.01, "base learning rate")
     momentum: float = _opt(0.9, "SGD momentum")
     weight_decay: float = _opt(1e-4, "weight decay")
@@ -198,15 +199,19 @@ class TrainConfig:
                                long_side=self.val_long_side)
 
 
-def run(cfg: TrainConfig, argv: Sequence[str] | None = None) -> dict:
-    """Apply command-line overrides to `cfg`, train, and return the best validation metrics."""
+
+
+def run(cfg: TrainConfig, argv: Sequence[str] | None = None, trainer: type[Trainer] | None = None) -> dict:
+    """Apply command-line overrides to `cfg`, train with `trainer` (a `Trainer` subclass, or
+    `Trainer` itself), and return the best validation metrics."""
     script = Path(sys.argv[0]).resolve().parent.name if argv is None else "run"
     cfg = parse_config(cfg, argv, description=sys.modules["__main__"].__doc__ if argv is None else None)
+    trainer_class = trainer or Trainer
 
     def train() -> dict:
-        return Trainer(cfg, default_name=script).fit()
+        return trainer_class(cfg, default_name=script).fit()
 
-    if dist_utils.launched_by_torchrun():
+    if runtime.launched_by_torchrun():
         # A rank that raises exits non-zero; torchrun then stops the other ranks (which
         # would otherwise wait in a collective) and, thanks to @record, prints this
         # rank's traceback in its failure summary.
@@ -217,136 +222,152 @@ def run(cfg: TrainConfig, argv: Sequence[str] | None = None) -> dict:
         raise SystemExit(f"error: {err}") from None
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        return torch.device("cuda", dist_utils.local_rank())
-    return torch.device(name)
+@dataclass
+class RunState:
+    """Where a run stands. All of it is written into every checkpoint and read back on resume."""
+    iteration: int = 0
+    best_score: float = -1.0
+    best_iteration: int = 0
+    best_metrics: dict = field(default_factory=dict)
+    epoch: int = 0
+    epoch_samples: int = 0  # images of this epoch's permutation consumed by all ranks together
+    validation_pending: bool = False  # a signal stopped the run before this iteration's validation
+    saved_iteration: int = -1  # the iteration last.pth holds (not saved: it is the checkpoint's own)
 
 
-def autocast_dtype(device: torch.device) -> torch.dtype:
-    """The mixed-precision dtype on `device`: bf16 where supported, else fp16 (GPUs before Ampere)."""
-    return torch.float16 if device.type == "cuda" and not torch.cuda.is_bf16_supported() else torch.bfloat16
+class StopRun(Exception):
+    """Ends the run early with an exit status and a message (a stop signal, non-finite steps or
+    weights). Raised where the fault is seen; `Trainer.fit` closes up and exits with `code`."""
 
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2 ** 32)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict:
-    numpy_state = np.random.get_state()
-    return {
-        "python": random.getstate(),
-        "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].copy()), *numpy_state[2:]],
-        "torch": torch.get_rng_state(),
-        # This process's own GPU only: get_rng_state_all() would open a context on every
-        # GPU of the node from every rank, and could not be restored on fewer GPUs.
-        "cuda": [torch.cuda.get_rng_state()] if torch.cuda.is_available() and torch.cuda.is_initialized() else [],
-    }
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    kind, keys, *rest = state["numpy"]
-    np.random.set_state((kind, keys.numpy(), *rest))
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"][0])
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class Trainer:
+    """Builds a run from a `TrainConfig` and trains it: `Trainer(cfg).fit()`.
+
+    Extension points. Subclass and override one of these, then call
+    `run(cfg, trainer=YourTrainer)`; everything else (resume, DDP, AMP,
+    checkpoints, faults, logging) keeps working:
+
+    - `build_model()` -> the network (default: --model from the registry);
+    - `build_transforms(norm)` -> (train, val) joint transforms of (image, mask);
+    - `build_loss(class_weights)` -> a module called as
+      `loss(outputs, targets, pixel_weights)` (outputs: the model's dict) that
+      returns a scalar; class_weights is None or a tensor with one per class;
+    - `param_groups(model)` -> the optimiser's parameter groups (dicts whose
+      "lr" the poly schedule scales);
+    - `build_optimizer(groups)` -> a torch optimiser;
+    - `after_step(loss)` -> called after every optimiser step with the step's
+      loss (a device tensor: reading it with .item() costs a GPU sync);
+      `self.state.iteration` is the step's number;
+    - `extra_state()` / `load_extra_state(state)` -> what a subclass keeps
+      across a resume (an EMA of the weights, say): a dict of tensors and
+      plain values, saved in every checkpoint under "extra".
+
+    The loop itself (`fit`) is: validate if a signal interrupted the last one,
+    then `train_step` per batch, logging, fault checks, and `validate_and_save`
+    every --val-every iterations.
+    """
+
     def __init__(self, cfg: TrainConfig, default_name: str = "run") -> None:
         cfg.validate()
         self.cfg = cfg
         self.device = pick_device(cfg.device)
-        dist_utils.init_distributed(self.device.type)
-        self.main = dist_utils.is_main()
+        runtime.init_distributed(self.device.type)
+        self.is_main = runtime.is_main()
         self.run_dir = Path(cfg.run_dir) if cfg.run_dir else config.runs_dir() / default_name
         self._prepare_run_dir()
         seed_everything(cfg.seed)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
 
-        # Transforms are set once the model is built: they normalise as its backbone expects.
         self.train_set = datasets.build_dataset(cfg.dataset, cfg.train_split, cfg.data_root, None,
                                                 **cfg.dataset_kwargs)
         self.val_set = datasets.build_dataset(cfg.dataset, cfg.val_split, cfg.data_root, None, **cfg.dataset_kwargs)
         self.num_classes = self.train_set.num_classes
-
         self.model_kwargs = dict(cfg.model_kwargs)
         if cfg.backbone is not None:
             self.model_kwargs["backbone"] = cfg.backbone
-        model = models.build_model(cfg.model, self.num_classes, pretrained=cfg.pretrained, **self.model_kwargs)
-        self.input_norm = input_norm_of(model)
+        model = self.build_model()
+        self.input_norm = input_norm_of(model)  # the transforms normalise as the backbone expects
         self._check_batch_size(model)
-        self.train_set.transforms = train_transforms(
-            cfg.crop_size, (cfg.scale_min, cfg.scale_max), cfg.hflip, cfg.base_size or None, self.input_norm,
-            elastic_std=cfg.elastic_std, elastic_grid=cfg.elastic_grid, rotate=cfg.rotate, blur=cfg.blur)
-        self.val_set.transforms = eval_transforms(cfg.val_base_size or None, self.input_norm)
-
-        pin = self.device.type == "cuda"
-        self.batches = EpochBatches(len(self.train_set), cfg.batch_size, cfg.seed,
-                                    dist_utils.rank(), dist_utils.world_size())
-        if cfg.pixel_weights == "unet-border" and not 0 <= cfg.border_class < self.num_classes:
-            raise SystemExit(f"--border-class {cfg.border_class} is not a class of {cfg.dataset} "
-                             f"(0..{self.num_classes - 1}: {', '.join(self.train_set.classes)})")
-        pixel_weights = UNetBorderWeights(cfg.border_class, cfg.border_w0, cfg.border_sigma,
-                                          self.train_set.ignore_index) if cfg.pixel_weights == "unet-border" else None
-        self.train_loader = train_loader(self.train_set, self.batches, cfg.workers, pin, cfg.skip_bad_samples,
-                                         pixel_weights=pixel_weights)
-        self.val_loader = eval_loader(self.val_set, cfg.val_batch_size, cfg.workers, pin,
-                                      dist_utils.rank(), dist_utils.world_size(), cfg.skip_bad_samples)
-
+        self.train_set.transforms, self.val_set.transforms = self.build_transforms(self.input_norm)
+        self._build_loaders()
         if cfg.init_from:
             self._init_from(model, cfg.init_from)
-        if dist_utils.world_size() > 1 and cfg.sync_bn:
-            if self.device.type == "cuda":
-                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            elif self.main:
-                print("note: SyncBatchNorm needs CUDA; on the CPU each process normalises over its own batch")
-        if dist_utils.rank() > 0:
-            # DDP copies rank 0's weights to every rank; from here on each rank draws its
-            # own random numbers (dropout) instead of repeating rank 0's.
-            seed_everything(cfg.seed + dist_utils.rank())
-        model.to(self.device)
-        if cfg.channels_last:
-            model.to(memory_format=torch.channels_last)
-        self.model = model
-        if dist_utils.world_size() > 1:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        self.train_model = torch.compile(self.model) if cfg.compile else self.model
+        self._place_model(model)
 
         class_weights = compute_class_weights(cfg.class_weights, cfg.dataset, self.train_set, cfg.dataset_kwargs)
-        if class_weights is not None and self.main:
+        if class_weights is not None and self.is_main:
             print(format_weights(cfg.class_weights, class_weights, self.train_set.classes))
-        self.criterion = SegmentationLoss(self.train_set.ignore_index, cfg.aux_weight, class_weights).to(self.device)
-        self.optimizer = self._build_optimizer(model)
-        if self.main:
+        self.criterion = self.build_loss(class_weights).to(self.device)
+        try:
+            self.optimizer = self.build_optimizer(self.param_groups(model))
+        except ValueError as err:
+            raise SystemExit(f"{cfg.model}: {err}") from None
+        if self.is_main:
             slots = 2 if cfg.optimizer == "adamw" else int(cfg.momentum != 0)
             check_free_space(self.run_dir, checkpoint_bytes(model, slots))
-        self.guard = NonFiniteGuard(self.optimizer, cfg.max_nonfinite_steps, self.device)
-        self.signals = StopSignals()
-        self.saved_iteration = -1  # the iteration last.pth holds
-        self.pending_validation = False  # a signal stopped the run before its scheduled validation
         self.scheduler = poly_lr(self.optimizer, cfg.iters, cfg.poly_power, cfg.warmup_iters)
         self.autocast_dtype = self._autocast_dtype()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
-        self.iteration, self.best_score, self.best_iteration, self.best_metrics = 0, -1.0, 0, {}
-        self.global_batch = cfg.batch_size * dist_utils.world_size()
+        self.guard = NonFiniteGuard(self.optimizer, cfg.max_nonfinite_steps, self.device)
+        self.signals = StopSignals()
+        self.global_batch = cfg.batch_size * runtime.world_size()
+        self.state = RunState()
+        self.provenance = provenance() if self.is_main else {}
         self.resumed_position: dict | None = None  # where the data order stood in the checkpoint
-        self.epoch_samples = 0  # images of the current epoch's permutation consumed by all ranks
         if cfg.resume:
             self._resume()
-        self.logger = TensorBoardLogger(self.run_dir, enabled=self.main)
+        self.logger = TensorBoardLogger(self.run_dir, enabled=self.is_main)
+        self._bar = None
+        if self.is_main:
+            write_run_config(self.run_dir, dataclasses.asdict(cfg), self.provenance, self.state.iteration)
+            self.logger.config({**dataclasses.asdict(cfg), **self.provenance}, self.state.iteration)
+
+    # ------------------------------------------------------------ extension points
+
+    def build_model(self) -> nn.Module:
+        """The network: any module mapping images [N, 3, H, W] to {'out': logits[N, C, H, W]} (plus
+        'aux' in training where it has one). A model from elsewhere is saved under --model's name,
+        so eval.py can only rebuild models of the registry."""
+        return models.build_model(self.cfg.model, self.num_classes, pretrained=self.cfg.pretrained,
+                                  **self.model_kwargs)
+
+    def build_transforms(self, norm: InputNorm) -> tuple[Callable, Callable]:
+        """(train, val) joint transforms; `norm` is the model's input normalisation."""
+        cfg = self.cfg
+        train = train_transforms(cfg.crop_size, (cfg.scale_min, cfg.scale_max), cfg.hflip, cfg.base_size or None,
+                                 norm, elastic_std=cfg.elastic_std, elastic_grid=cfg.elastic_grid,
+                                 rotate=cfg.rotate, blur=cfg.blur)
+        return train, eval_transforms(cfg.val_base_size or None, norm)
+
+    def build_loss(self, class_weights: torch.Tensor | None) -> nn.Module:
+        """Cross-entropy (ignoring 255) with the class weights, pixel weights and auxiliary term."""
+        return SegmentationLoss(self.train_set.ignore_index, self.cfg.aux_weight, class_weights)
+
+    def param_groups(self, model: nn.Module) -> list[dict]:
+        return param_groups(model, self.cfg.lr, self.cfg.head_lr_mult)
+
+    def build_optimizer(self, groups: list[dict]) -> torch.optim.Optimizer:
+        cfg = self.cfg
+        return build_optimizer(cfg.optimizer, groups, cfg.lr, cfg.momentum, cfg.weight_decay, self.device)
+
+    def after_step(self, loss: torch.Tensor) -> None:
+        """Called after every optimiser step; the default does nothing."""
+
+    def extra_state(self) -> dict:
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        pass
 
     # ------------------------------------------------------------ setup
 
     def _prepare_run_dir(self) -> None:
-        if not self.main:
+        if not self.is_main:
             return
         run_dir = self.run_dir
         if self.cfg.resume:
@@ -375,42 +396,56 @@ class Trainer:
         """A model that normalises over the batch where it has one value per image (PSPNet with
         bin_batch_norm) says how many images it needs; fail now rather than at the first step."""
         needed = getattr(model, "min_batch_size", 1)
-        synced = self.cfg.sync_bn and self.device.type == "cuda" and dist_utils.world_size() > 1
-        per_norm = self.cfg.batch_size * (dist_utils.world_size() if synced else 1)
+        synced = self.cfg.sync_bn and self.device.type == "cuda" and runtime.world_size() > 1
+        per_norm = self.cfg.batch_size * (runtime.world_size() if synced else 1)
         if per_norm < needed:
             raise SystemExit(f"--batch-size {self.cfg.batch_size}: {self.cfg.model} with options {self.model_kwargs} "
                              f"normalises a 1x1 map over the batch (BatchNorm in its 1x1 pyramid bin) and needs at "
                              f"least {needed} images per batch in training; raise --batch-size, or build it "
                              f"without that BatchNorm (--model-kwargs '{{\"bin_batch_norm\": false}}')")
 
-    def _param_groups(self, model: nn.Module) -> list[dict]:
-        """One group at --lr, or with --head-lr-mult the backbone at --lr and every other layer at
-        --lr x mult (the authors' PSPNet: ppm, cls and aux at 10x). Groups keep a fixed order, so
-        the optimiser's state and the schedule resume; LambdaLR scales each group's own LR."""
+    def _build_loaders(self) -> None:
         cfg = self.cfg
-        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        if cfg.head_lr_mult == 1:
-            return [{"params": [p for _, p in named]}]
-        backbone = [p for n, p in named if n.startswith("backbone.")]
-        if not backbone:
-            raise SystemExit(f"--head-lr-mult {cfg.head_lr_mult}: model {cfg.model} has no pretrained backbone "
-                             f"(no 'backbone' submodule) whose learning rate the rest could differ from; "
-                             f"leave --head-lr-mult at 1")
-        head = [p for n, p in named if not n.startswith("backbone.")]
-        return [{"params": backbone, "lr": cfg.lr}, {"params": head, "lr": cfg.lr * cfg.head_lr_mult}]
+        pin = self.device.type == "cuda"
+        self.batches = ResumableBatchSampler(len(self.train_set), cfg.batch_size, cfg.seed,
+                                             runtime.rank(), runtime.world_size())
+        pixel_weights = None
+        if cfg.pixel_weights == "unet-border":
+            if not 0 <= cfg.border_class < self.num_classes:
+                raise SystemExit(f"--border-class {cfg.border_class} is not a class of {cfg.dataset} "
+                                 f"(0..{self.num_classes - 1}: {', '.join(self.train_set.classes)})")
+            pixel_weights = UNetBorderWeights(cfg.border_class, cfg.border_w0, cfg.border_sigma,
+                                              self.train_set.ignore_index)
+        self.train_loader = train_loader(self.train_set, self.batches, cfg.workers, pin, cfg.skip_bad_samples,
+                                         pixel_weights=pixel_weights)
+        self.val_loader = eval_loader(self.val_set, cfg.val_batch_size, cfg.workers, pin,
+                                      runtime.rank(), runtime.world_size(), cfg.skip_bad_samples)
 
-    def _build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+    def _place_model(self, model: nn.Module) -> None:
+        """SyncBatchNorm, device, memory format, DDP and torch.compile, in that order."""
         cfg = self.cfg
-        params = self._param_groups(model)
-        fused = {"fused": True} if self.device.type == "cuda" else {}
-        if cfg.optimizer == "adamw":
-            return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **fused)
+        if runtime.world_size() > 1 and cfg.sync_bn:
+            if self.device.type == "cuda":
+                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            elif self.is_main:
+                print("note: SyncBatchNorm needs CUDA; on the CPU each process normalises over its own batch")
+        if runtime.rank() > 0:
+            # DDP copies rank 0's weights to every rank; from here on each rank draws its
+            # own random numbers (dropout) instead of repeating rank 0's.
+            seed_everything(cfg.seed + runtime.rank())
+        model.to(self.device)
+        if cfg.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.model = model
+        if runtime.world_size() > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        self.train_model = torch.compile(self.model) if cfg.compile else self.model
 
     def _autocast_dtype(self) -> torch.dtype | None:
         if not self.cfg.amp:
             return None
-        if self.device.type == "cpu" and self.main:
+        if self.device.type == "cpu" and self.is_main:
             # Measured in benchmarks/README.md: bf16 emulated on a CPU without native
             # bf16 units ran about 40 times slower than fp32.
             print("note: --amp on the CPU uses bf16, which is much slower than fp32 on CPUs without "
@@ -430,7 +465,7 @@ class Trainer:
             raise CheckpointError(f"--init-from {path}: no tensor of its model {other} matches model "
                                   f"{self.cfg.model!r} with {self.num_classes} classes and options {self.model_kwargs}")
         model.load_state_dict(matched, strict=False)
-        if self.main:
+        if self.is_main:
             note = f"initialised {len(matched)}/{len(own)} tensors from {path} ({other})"
             reshaped = [k for k, v in source.items() if k in own and own[k].shape != v.shape]
             if reshaped:
@@ -439,225 +474,10 @@ class Trainer:
                     note += f" (the checkpoint has {state.get('num_classes')} classes, this run {self.num_classes})"
             print(note)
 
-    def _resume(self) -> None:
-        # On the CPU: RNG states must stay there, and load_state_dict copies the rest to the device.
-        path = self.run_dir / "last.pth"
-        state = load_checkpoint(path, map_location="cpu")
-        if state.get("model") != self.cfg.model:
-            raise CheckpointError(f"--resume: {path} holds model {state.get('model')!r}, but this run trains "
-                                  f"{self.cfg.model!r}")
-        if state.get("num_classes") != self.num_classes:
-            raise CheckpointError(f"--resume: {path} has {state.get('num_classes')} classes, but data set "
-                                  f"{self.cfg.dataset!r} has {self.num_classes}")
-        try:
-            unwrap(self.model).load_state_dict(state["state_dict"])
-            self.optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError) as err:
-            raise CheckpointError(f"--resume: {path} does not fit this run's {self.cfg.model!r} (options "
-                                  f"{self.model_kwargs}; the checkpoint's: {state.get('model_kwargs')}): "
-                                  f"{str(err).splitlines()[0]}") from None
-        self.guard.load_state(state.get("nonfinite_run", 0))
-        self.saved_iteration = state["iteration"]
-        self.pending_validation = state.get("validation_pending", False)
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.iteration = state["iteration"]
-        self.best_score, self.best_iteration = state["best_score"], state["best_iteration"]
-        self.best_metrics = state["best_metrics"]
-        self.resumed_position = state.get("data_position")
-        if dist_utils.is_main():
-            set_rng_state(state["rng"])  # rank 0's; the checkpoint holds no other
-        else:
-            seed_everything(self.cfg.seed + dist_utils.rank() + 1_000_003 * self.iteration)
-        saved_world = state.get("world_size", 1)
-        if self.main and (saved_world, state["config"]["batch_size"]) != (dist_utils.world_size(),
-                                                                          self.cfg.batch_size):
-            print(f"note: the checkpoint was written by {saved_world} process(es) at batch size "
-                  f"{state['config']['batch_size']} per process; continuing with {dist_utils.world_size()} x "
-                  f"{self.cfg.batch_size} (iteration, LR schedule and epoch position carry over)")
-        if self.main:
-            print(f"resumed from {path} at iteration {self.iteration}")
-
-    # ------------------------------------------------------------ loop
-
-    def fit(self) -> dict:
-        with self.signals:  # SIGINT / SIGTERM: stop cleanly after the current step
-            return self._fit()
-
-    def _fit(self) -> dict:
-        cfg = self.cfg
-        model, device = self.train_model, self.device
-        model.train()
-        self.batches.set_position(*self._data_position())
-        self.epoch_samples = self.batches.start * self.global_batch
-        if self.main:
-            print(f"training {cfg.model} on {cfg.dataset} ({len(self.train_set)} train / {len(self.val_set)} "
-                  f"{cfg.val_split} images) on {device} x{dist_utils.world_size()} (batch {cfg.batch_size} per "
-                  f"process, {self.global_batch} per step), run folder {self.run_dir}")
-        bar = tqdm(total=cfg.iters, initial=self.iteration, disable=not (self.main and cfg.progress),
-                   dynamic_ncols=True, desc="train")
-        running_loss = torch.zeros((), device=device)
-        since_log = 0
-        self._bar = bar
-        if self.pending_validation:
-            self.validate_and_save()
-            model.train()
-        while self.iteration < cfg.iters:
-            for images, targets, *pixel_weights in self.train_loader:  # pixel weights with --pixel-weights
-                images = images.to(device, non_blocking=True)
-                targets = targets.to(device, non_blocking=True)
-                weights = pixel_weights[0].to(device, non_blocking=True) if pixel_weights else None
-                if cfg.channels_last:
-                    images = images.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-                    loss = self.criterion(model(images), targets, weights)
-                self.optimizer.zero_grad(set_to_none=True)
-                self.scaler.scale(loss).backward()
-                if self.scaler.is_enabled():  # fp16: the loss scaler skips steps with inf/NaN gradients
-                    self.scaler.step(self.optimizer)
-                    self.scaler.update()
-                else:
-                    self.guard.step(loss, self.iteration + 1)
-                self.scheduler.step()
-                self.iteration += 1
-                self.epoch_samples += self.global_batch
-                running_loss += loss.detach()
-                since_log += 1
-                bar.update(1)
-                if self.iteration % cfg.log_every == 0 or self.iteration == cfg.iters:
-                    dist_utils.all_reduce_mean(running_loss)  # every rank logs the same figure
-                    mean_loss = (running_loss / since_log).item()  # the one host sync per log interval
-                    running_loss.zero_()
-                    since_log = 0
-                    lr = self.optimizer.param_groups[0]["lr"]
-                    bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}")
-                    self.logger.scalars({"train/loss": mean_loss, "train/lr": lr}, self.iteration)
-                    skipped = self.guard.take_skipped()
-                    if skipped and self.main:
-                        tqdm.write(f"[{self.iteration}/{cfg.iters}] skipped {skipped} step(s) with a non-finite "
-                                   f"loss or gradient since the last log line", file=sys.stderr)
-                validating = self.iteration % cfg.val_every == 0 or self.iteration == cfg.iters
-                self._check_faults(sync=validating or self.iteration % cfg.log_every == 0)
-                if validating:
-                    self.validate_and_save()
-                    model.train()
-                if self.iteration >= cfg.iters:
-                    break
-            self.batches.set_position(self.batches.epoch + 1, 0)
-            self.epoch_samples = 0
-        bar.close()
-        self.logger.close()
-        summary = self.best_metrics
-        if self.main:
-            print(f"best mean_iu {self.best_score:.4f} at iteration {self.best_iteration} "
-                  f"(acc {summary.get('acc', float('nan')):.4f}, acc_cls {summary.get('acc_cls', float('nan')):.4f}, "
-                  f"fwavacc {summary.get('fwavacc', float('nan')):.4f}) -> {self.run_dir / 'best.pth'}")
-        dist_utils.cleanup()
-        return summary
-
-    def _data_position(self) -> tuple[int, int]:
-        """(epoch, first batch) at which the data order continues.
-
-        A checkpoint records its epoch and how many images of that epoch's
-        permutation all ranks had consumed together (ranks take interleaved
-        shards, so these are exactly the permutation's first images). The
-        run continues in that epoch after the largest whole number of its own
-        global batches (batch size x processes) that fits: with the same world
-        size and batch size this is exact; otherwise at most one global batch
-        is seen twice and no image is skipped.
-        """
-        if self.resumed_position is None:
-            return divmod(self.iteration, len(self.batches))
-        samples = self.resumed_position["samples"]
-        return self.resumed_position["epoch"], min(samples // self.global_batch, len(self.batches))
-
-    def validate_and_save(self) -> dict:
-        cfg = self.cfg
-        rows: list = []
-
-        def keep_rows(index, images, targets, predictions):
-            for i in range(images.shape[0]):
-                if len(rows) < cfg.val_images:
-                    rows.append((images[i], targets[i], predictions[i]))
-
-        metrics = evaluate(unwrap(self.model), self.val_loader, self.num_classes, self.device, cfg.inference(),
-                           self.val_set.ignore_index, on_batch=keep_rows if self.main else None,
-                           channels_last=cfg.channels_last, autocast_dtype=self.autocast_dtype)
-        if self.main:
-            it = self.iteration
-            self.logger.scalars({f"val/{k}": metrics[k] for k in ("acc", "acc_cls", "mean_iu", "fwavacc")}, it)
-            self.logger.class_iou(metrics["iou"], self.val_set.classes, it)
-            self.logger.prediction_grid(rows, self.val_set.palette, self.input_norm, it)
-            tqdm.write(f"[{it}/{cfg.iters}] val mean_iu {metrics['mean_iu']:.4f} acc {metrics['acc']:.4f} "
-                       f"acc_cls {metrics['acc_cls']:.4f} fwavacc {metrics['fwavacc']:.4f}")
-        improved = metrics["mean_iu"] > self.best_score
-        if improved:
-            self.best_score, self.best_iteration, self.best_metrics = metrics["mean_iu"], self.iteration, metrics
-        self._save(metrics, best=improved)
-        return metrics
-
-    def _save(self, metrics: dict, best: bool) -> None:
-        """Write last.pth (and best.pth), on the main process only.
-
-        best.pth goes first: a crash between the two writes then leaves last.pth at
-        the previous save, and the resumed run redoes this iteration and rewrites
-        best.pth, instead of last.pth claiming a best.pth that was never written.
-        """
-        self._stop_if_tripped(agree([self.guard.tripped_at], self.device)[0])  # never save past such a run
-        if not finite_weights(unwrap(self.model)):
-            self._stop(1, f"stopping at iteration {self.iteration}: the weights are no longer finite; "
-                          f"{self.run_dir / 'last.pth'} (iteration {self.saved_iteration}) is kept as it was")
-        if self.main:
-            state = self.checkpoint_state(metrics)
-            if best:
-                save_checkpoint(state, self.run_dir / "best.pth")
-            save_checkpoint(state, self.run_dir / "last.pth")
-        self.saved_iteration = self.iteration
-        dist_utils.barrier()
-
-    def _check_faults(self, sync: bool) -> None:
-        """Stop on a signal (after writing last.pth) or after too many non-finite steps in a row.
-
-        Alone, the signal flag is a Python int and is read every step; the non-finite
-        counters are read every step where that is free (see NonFiniteGuard) and else
-        at sync points. Under torchrun both are agreed on by all ranks at sync points
-        only (log intervals and validations, where the loss is synchronised anyway),
-        so that every rank stops at the same iteration.
-        """
-        if dist_utils.world_size() > 1:
-            if not sync:
-                return
-            signum, tripped = agree([self.signals.received, self.guard.tripped_at], self.device)
-        else:
-            signum = self.signals.received
-            tripped = int(self.guard.tripped_at) if sync or not self.guard.deferred else -1
-        self._stop_if_tripped(tripped)
-        if signum:
-            if self.saved_iteration != self.iteration:
-                self._save({}, best=False)
-            name = signal.Signals(signum).name
-            self._stop(128 + signum, f"stopped by {name} at iteration {self.iteration}/{self.cfg.iters}; "
-                                     f"{self.run_dir / 'last.pth'} holds it: continue with --resume")
-
-    def _stop_if_tripped(self, tripped: int) -> None:
-        if tripped >= 0:
-            limit = self.cfg.max_nonfinite_steps
-            self._stop(1, f"stopping at iteration {self.iteration}: {limit} consecutive steps had a non-finite "
-                          f"loss or gradient, iterations {tripped - limit + 1}..{tripped}; they were skipped, "
-                          f"and {self.run_dir / 'last.pth'} (iteration {self.saved_iteration}) is kept as it "
-                          f"was. Lower --lr, raise --warmup-iters or check the data, then --resume")
-
-    def _stop(self, code: int, message: str) -> None:
-        if self.main:
-            tqdm.write(message, file=sys.stderr)
-        if getattr(self, "_bar", None) is not None:
-            self._bar.close()
-        self.logger.close()
-        dist_utils.cleanup()
-        raise SystemExit(code)
+    # ------------------------------------------------------------ checkpoints
 
     def checkpoint_state(self, metrics: dict) -> dict:
-        cfg = self.cfg
+        cfg, s = self.cfg, self.state
         return {
             "model": cfg.model,
             "model_kwargs": self.model_kwargs,
@@ -671,16 +491,273 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "iteration": self.iteration,
+            "iteration": s.iteration,
             "metrics": metrics,
-            "best_score": self.best_score,
-            "best_iteration": self.best_iteration,
-            "best_metrics": self.best_metrics,
-            "world_size": dist_utils.world_size(),
-            "data_position": {"epoch": self.batches.epoch, "samples": self.epoch_samples},
+            "best_score": s.best_score,
+            "best_iteration": s.best_iteration,
+            "best_metrics": s.best_metrics,
+            "world_size": runtime.world_size(),
+            "data_position": {"epoch": s.epoch, "samples": s.epoch_samples},
             # True when a signal stopped the run before this iteration's scheduled validation
-            "validation_pending": not metrics and (self.iteration % cfg.val_every == 0 or self.iteration == cfg.iters),
+            "validation_pending": not metrics and self._validation_due(),
             "nonfinite_run": self.guard.state(),
             "rng": rng_state(),
             "config": dataclasses.asdict(cfg),
+            "provenance": self.provenance,
+            "extra": self.extra_state(),
         }
+
+    def _resume(self) -> None:
+        # On the CPU: RNG states must stay there, and load_state_dict copies the rest to the device.
+        path = self.run_dir / "last.pth"
+        saved = load_checkpoint(path, map_location="cpu")
+        if saved.get("model") != self.cfg.model:
+            raise CheckpointError(f"--resume: {path} holds model {saved.get('model')!r}, but this run trains "
+                                  f"{self.cfg.model!r}")
+        if saved.get("num_classes") != self.num_classes:
+            raise CheckpointError(f"--resume: {path} has {saved.get('num_classes')} classes, but data set "
+                                  f"{self.cfg.dataset!r} has {self.num_classes}")
+        try:
+            unwrap(self.model).load_state_dict(saved["state_dict"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+        except (RuntimeError, ValueError) as err:
+            raise CheckpointError(f"--resume: {path} does not fit this run's {self.cfg.model!r} (options "
+                                  f"{self.model_kwargs}; the checkpoint's: {saved.get('model_kwargs')}): "
+                                  f"{str(err).splitlines()[0]}") from None
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.scaler.load_state_dict(saved["scaler"])
+        self.guard.load_state(saved.get("nonfinite_run", 0))
+        self.load_extra_state(saved.get("extra", {}))
+        self.state = RunState(iteration=saved["iteration"], best_score=saved["best_score"],
+                              best_iteration=saved["best_iteration"], best_metrics=saved["best_metrics"],
+                              validation_pending=saved.get("validation_pending", False),
+                              saved_iteration=saved["iteration"])
+        self.resumed_position = saved.get("data_position")
+        if runtime.is_main():
+            set_rng_state(saved["rng"])  # rank 0's; the checkpoint holds no other
+        else:
+            seed_everything(self.cfg.seed + runtime.rank() + 1_000_003 * self.state.iteration)
+        saved_world, saved_batch = saved.get("world_size", 1), saved["config"]["batch_size"]
+        if self.is_main and (saved_world, saved_batch) != (runtime.world_size(), self.cfg.batch_size):
+            print(f"note: the checkpoint was written by {saved_world} process(es) at batch size {saved_batch} "
+                  f"per process; continuing with {runtime.world_size()} x {self.cfg.batch_size} (iteration, "
+                  f"LR schedule and epoch position carry over)")
+        if self.is_main:
+            print(f"resumed from {path} at iteration {self.state.iteration}")
+
+    def _data_position(self) -> tuple[int, int]:
+        """(epoch, first batch) at which the data order continues.
+
+        A checkpoint records its epoch and how many images of that epoch's
+        permutation all ranks had consumed together (ranks take interleaved
+        shards, so these are exactly the permutation's first images). The
+        run continues in that epoch after the largest whole number of its own
+        global batches (batch size x processes) that fits: with the same world
+        size and batch size this is exact; otherwise at most one global batch
+        is seen twice and no image is skipped.
+        """
+        if self.resumed_position is None:
+            return divmod(self.state.iteration, len(self.batches))
+        samples = self.resumed_position["samples"]
+        return self.resumed_position["epoch"], min(samples // self.global_batch, len(self.batches))
+
+    # ------------------------------------------------------------ the loop
+
+    def fit(self) -> dict:
+        """Train to --iters and return the best validation metrics. A stop (signal, non-finite
+        steps) closes the logs and progress display and exits with its status."""
+        with self.signals:  # SIGINT / SIGTERM: stop cleanly after the current step
+            try:
+                return self._train()
+            except StopRun as stop:
+                if self.is_main:
+                    print(stop, file=sys.stderr, flush=True)
+                self._close()
+                raise SystemExit(stop.code) from None
+
+    def _train(self) -> dict:
+        cfg, s = self.cfg, self.state
+        self.train_model.train()
+        self.batches.set_position(*self._data_position())
+        s.epoch, s.epoch_samples = self.batches.epoch, self.batches.start * self.global_batch
+        if self.is_main:
+            print(f"training {cfg.model} on {cfg.dataset} ({len(self.train_set)} train / {len(self.val_set)} "
+                  f"{cfg.val_split} images) on {self.device} x{runtime.world_size()} (batch {cfg.batch_size} per "
+                  f"process, {self.global_batch} per step), run folder {self.run_dir}", flush=True)
+        self._bar = progress_bar(cfg.iters, "train", show=self.is_main, bars=cfg.progress, initial=s.iteration)
+        self._reset_log_window()
+        if s.validation_pending:
+            self.validate_and_save()
+        while s.iteration < cfg.iters:
+            for batch in self.train_loader:
+                loss = self.train_step(batch)
+                self.after_step(loss)
+                self._bar.update(1)
+                if s.iteration % cfg.log_every == 0 or s.iteration == cfg.iters:
+                    self._log(loss)
+                else:
+                    self._running_loss += loss
+                validating = self._validation_due()
+                self._check_faults(sync=validating or s.iteration % cfg.log_every == 0)
+                if validating:
+                    self.validate_and_save()
+                if s.iteration >= cfg.iters:
+                    break
+            self.batches.set_position(self.batches.epoch + 1, 0)
+            s.epoch, s.epoch_samples = self.batches.epoch, 0
+        self._finish()
+        return s.best_metrics
+
+    def train_step(self, batch: tuple) -> torch.Tensor:
+        """One optimiser step on a batch from the train loader: (images, masks[, pixel weights]).
+        Returns the loss as a detached device tensor, without a host sync."""
+        cfg, device = self.cfg, self.device
+        images, targets, *pixel_weights = batch  # pixel weights with --pixel-weights
+        images = images.to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
+        weights = pixel_weights[0].to(device, non_blocking=True) if pixel_weights else None
+        if cfg.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            loss = self.criterion(self.train_model(images), targets, weights)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.scaler.is_enabled():  # fp16: the loss scaler skips steps with inf/NaN gradients
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.guard.step(loss, self.state.iteration + 1)
+        self.scheduler.step()
+        self.state.iteration += 1
+        self.state.epoch_samples += self.global_batch
+        return loss.detach()
+
+    def _validation_due(self) -> bool:
+        it = self.state.iteration
+        return it % self.cfg.val_every == 0 or it == self.cfg.iters
+
+    def _reset_log_window(self) -> None:
+        """Start a log interval: its losses are summed on the device, its time excludes validation."""
+        self._running_loss = torch.zeros((), device=self.device)
+        self._window_start, self._window_first = time.perf_counter(), self.state.iteration
+
+    def _log(self, loss: torch.Tensor) -> None:
+        """The mean loss since the last log line (the one host sync per interval), the LR,
+        throughput and, on CUDA, peak memory."""
+        it = self.state.iteration
+        running = self._running_loss + loss
+        runtime.all_reduce_mean(running)  # every rank logs the same figure
+        mean_loss = (running / (it - self._window_first)).item()
+        seconds = time.perf_counter() - self._window_start
+        values = {"train/loss": mean_loss, "train/lr": self.optimizer.param_groups[0]["lr"],
+                  "train/images_per_s": (it - self._window_first) * self.global_batch / max(seconds, 1e-9)}
+        if self.device.type == "cuda":
+            values["train/peak_memory_gib"] = torch.cuda.max_memory_allocated(self.device) / 2 ** 30
+        self._bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{values['train/lr']:.2e}")
+        self.logger.scalars(values, it)
+        skipped = self.guard.take_skipped()
+        if skipped and self.is_main:
+            self._bar.write(f"[{it}/{self.cfg.iters}] skipped {skipped} step(s) with a non-finite loss or "
+                            f"gradient since the last log line", file=sys.stderr)
+        self._reset_log_window()
+
+    def validate_and_save(self) -> dict:
+        cfg, s = self.cfg, self.state
+        rows: list = []
+
+        def keep_rows(index, images, targets, predictions):
+            for i in range(images.shape[0]):
+                if len(rows) < cfg.val_images:
+                    rows.append((images[i], targets[i], predictions[i]))
+
+        started = time.perf_counter()
+        metrics = evaluate(unwrap(self.model), self.val_loader, self.num_classes, self.device, cfg.inference(),
+                           self.val_set.ignore_index, on_batch=keep_rows if self.is_main else None,
+                           progress=self.is_main, progress_bars=cfg.progress, channels_last=cfg.channels_last,
+                           autocast_dtype=self.autocast_dtype)
+        if self.is_main:
+            it = s.iteration
+            self.logger.scalars({f"val/{k}": metrics[k] for k in ("acc", "acc_cls", "mean_iu", "fwavacc")}, it)
+            self.logger.class_iou(metrics["iou"], self.val_set.classes, it)
+            self.logger.prediction_grid(rows, self.val_set.palette, self.input_norm, it)
+            self._bar.write(f"[{it}/{cfg.iters}] val mean_iu {metrics['mean_iu']:.4f} acc {metrics['acc']:.4f} "
+                            f"acc_cls {metrics['acc_cls']:.4f} fwavacc {metrics['fwavacc']:.4f} "
+                            f"({time.perf_counter() - started:.0f} s)")
+        improved = metrics["mean_iu"] > s.best_score
+        if improved:
+            s.best_score, s.best_iteration, s.best_metrics = metrics["mean_iu"], s.iteration, metrics
+        self._save(metrics, best=improved)
+        if hasattr(self, "_window_start"):
+            self._window_start += time.perf_counter() - started  # validation is not training throughput
+        return metrics
+
+    def _save(self, metrics: dict, best: bool) -> None:
+        """Write last.pth (and best.pth), on the main process only.
+
+        best.pth goes first: a crash between the two writes then leaves last.pth at
+        the previous save, and the resumed run redoes this iteration and rewrites
+        best.pth, instead of last.pth claiming a best.pth that was never written.
+        Weights that went bad are never saved over good ones.
+        """
+        self._stop_if_tripped(runtime.max_over_ranks([self.guard.tripped_at], self.device)[0])
+        if not finite_weights(unwrap(self.model)):
+            raise StopRun(1, f"stopping at iteration {self.state.iteration}: the weights are no longer finite; "
+                             f"{self.run_dir / 'last.pth'} (iteration {self.state.saved_iteration}) is kept as it was")
+        if self.is_main:
+            state = self.checkpoint_state(metrics)
+            if best:
+                save_checkpoint(state, self.run_dir / "best.pth")
+            save_checkpoint(state, self.run_dir / "last.pth")
+        self.state.saved_iteration = self.state.iteration
+        runtime.barrier()
+
+    def _check_faults(self, sync: bool) -> None:
+        """Stop on a signal (after writing last.pth) or after too many non-finite steps in a row.
+
+        Alone, the signal flag is a Python int and is read every step; the non-finite
+        counters are read every step where that is free (see NonFiniteGuard) and else
+        at sync points. Under torchrun both are agreed on by all ranks at sync points
+        only (log intervals and validations, where the loss is synchronised anyway),
+        so that every rank stops at the same iteration.
+        """
+        if runtime.world_size() > 1:
+            if not sync:
+                return
+            signum, tripped = runtime.max_over_ranks([self.signals.received, self.guard.tripped_at], self.device)
+        else:
+            signum = self.signals.received
+            tripped = int(self.guard.tripped_at) if sync or not self.guard.deferred else -1
+        self._stop_if_tripped(tripped)
+        if signum:
+            if self.state.saved_iteration != self.state.iteration:
+                self._save({}, best=False)
+            raise StopRun(128 + signum, f"stopped by {signal.Signals(signum).name} at iteration "
+                                        f"{self.state.iteration}/{self.cfg.iters}; {self.run_dir / 'last.pth'} "
+                                        f"holds it: continue with --resume")
+
+    def _stop_if_tripped(self, tripped: int) -> None:
+        if tripped >= 0:
+            limit = self.cfg.max_nonfinite_steps
+            raise StopRun(1, f"stopping at iteration {self.state.iteration}: {limit} consecutive steps had a "
+                             f"non-finite loss or gradient, iterations {tripped - limit + 1}..{tripped}; they were "
+                             f"skipped, and {self.run_dir / 'last.pth'} (iteration {self.state.saved_iteration}) "
+                             f"is kept as it was. Lower --lr, raise --warmup-iters or check the data, then --resume")
+
+    def _finish(self) -> None:
+        s = self.state
+        if self.is_main:
+            summary = s.best_metrics
+            self.logger.hparams(dataclasses.asdict(self.cfg),
+                                {k: summary[k] for k in ("mean_iu", "acc", "acc_cls", "fwavacc") if k in summary})
+        self._close()
+        if self.is_main:
+            m = s.best_metrics
+            print(f"best mean_iu {s.best_score:.4f} at iteration {s.best_iteration} "
+                  f"(acc {m.get('acc', float('nan')):.4f}, acc_cls {m.get('acc_cls', float('nan')):.4f}, "
+                  f"fwavacc {m.get('fwavacc', float('nan')):.4f}) -> {self.run_dir / 'best.pth'}", flush=True)
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        self.logger.close()
+        runtime.cleanup()

@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import distributed as dist_utils
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -149,12 +148,3 @@ def remove_stale_temporaries(folder: Path) -> None:
     for name in ("last.pth", "best.pth"):
         for stale in folder.glob(f".{name}.*.tmp"):
             stale.unlink(missing_ok=True)
-
-
-def agree(values: list, device: torch.device) -> list[int]:
-    """The largest of each value over all processes (ints or 0-d tensors; no collective when alone)."""
-    if dist_utils.world_size() == 1:
-        return [int(v) for v in values]
-    flags = torch.stack([torch.as_tensor(v, dtype=torch.long).to(device) for v in values])
-    torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
-    return [int(v) for v in flags.tolist()]

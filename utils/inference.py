@@ -1,20 +1,153 @@
-"""From a model and normalised images to logits: whole image or sliding window,
-optionally multi-scale and flipped (test-time augmentation), optionally with
-mirrored borders (the U-Net paper's overlap-tile strategy, Fig. 2); or, with
-`protocol='semseg'`, the test protocol of PSPNet's authors (utils/semseg_protocol.py)."""
+"""From a model and normalised images to logits, and from a loader to metrics.
+
+- `predict_logits`: whole image or sliding window (`sliding_window`), optionally
+  multi-scale and flipped (test-time augmentation), optionally with mirrored
+  borders (the U-Net paper's overlap-tile strategy, Fig. 2); or, with
+  `protocol='semseg'`, the test protocol of PSPNet's authors (`semseg_probabilities`).
+- `evaluate`: the one evaluation loop, shared by the engine's validation and eval.py.
+"""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
 
+from datasets.base import IGNORE_INDEX
 from models.layers import align_corners_of, resize
 
-from .semseg_protocol import semseg_probabilities
-from .sliding_window import sliding_window
+from .metrics import ConfusionMatrix
+from .visualize import progress_bar
+
+
+# ---------------------------------------------------------------- sliding window
+
+def tile_starts(length: int, tile: int, stride: int) -> list[int]:
+    """Start offsets of tiles of size `tile` covering [0, length); the last tile ends at `length`."""
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, stride))
+    starts.append(length - tile)
+    return starts
+
+
+def sliding_window(predict: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, num_classes: int,
+                   tile: int | tuple[int, int], stride: int | tuple[int, int], batch_size: int = 4) -> torch.Tensor:
+    """Logits [N, C, H, W] for `images` [N, 3, H, W], computed tile by tile.
+
+    `predict` maps a batch of tiles to logits of the same size. Images smaller
+    than the tile are zero-padded at the bottom and right (zero is the mean
+    colour after normalisation, which is also what training crops are padded
+    with: see utils.transforms) and the padding is cropped off the result.
+    Tiles from all images are batched together, `batch_size` at a time.
+    """
+    tile_h, tile_w = (tile, tile) if isinstance(tile, int) else tile
+    stride_h, stride_w = (stride, stride) if isinstance(stride, int) else stride
+    if min(tile_h, tile_w, stride_h, stride_w) < 1:
+        raise ValueError(f"tile and stride must be positive, got tile={tile}, stride={stride}")
+    if stride_h > tile_h or stride_w > tile_w:
+        raise ValueError(f"stride {stride} larger than tile {tile} would leave gaps")
+    n, _, height, width = images.shape
+    padded = F.pad(images, (0, max(0, tile_w - width), 0, max(0, tile_h - height)))
+    full_h, full_w = padded.shape[-2:]
+    windows = [(i, y, x) for i in range(n)
+               for y in tile_starts(full_h, tile_h, stride_h)
+               for x in tile_starts(full_w, tile_w, stride_w)]
+    logits = None
+    counts = torch.zeros(n, 1, full_h, full_w, device=images.device)
+    for first in range(0, len(windows), batch_size):
+        chunk = windows[first:first + batch_size]
+        tiles = torch.stack([padded[i, :, y:y + tile_h, x:x + tile_w] for i, y, x in chunk])
+        out = predict(tiles)
+        if logits is None:
+            # float32 at least (sums of fp16 / bf16 tiles would lose precision), float64 when given it
+            dtype = torch.promote_types(out.dtype, torch.float32)
+            logits = torch.zeros(n, num_classes, full_h, full_w, device=images.device, dtype=dtype)
+        for (i, y, x), tile_logits in zip(chunk, out):
+            logits[i, :, y:y + tile_h, x:x + tile_w] += tile_logits.to(logits.dtype)
+            counts[i, :, y:y + tile_h, x:x + tile_w] += 1
+    return (logits / counts)[..., :height, :width]
+
+
+# ---------------------------------------------------------------- the authors' PSPNet protocol
+
+# The test protocol of hszhao/semseg (PSPNet's authors, `tool/test.py`).
+# Their published single-scale figures are measured this way, so a converted
+# checkpoint reproduces them only under it. Per image and scale s:
+#
+# 1. resize (bilinear, no antialiasing: OpenCV's INTER_LINEAR) so that the longer
+#    side is round(s * long_side) and the other keeps the aspect ratio;
+# 2. pad around the centre (floor of half the padding top and left) to at least
+#    the crop size with the mean colour (zero once normalised);
+# 3. slide crops of `tile` pixels at stride ceil(2/3 tile) (the last crop of a row
+#    or column ends at the border), run each crop and its mirror image, and
+#    average the *softmax probabilities* of the two and of overlapping crops;
+# 4. cut the padding off and resize the probabilities bilinearly (INTER_LINEAR,
+#    half-pixel centres) back to the image's size.
+#
+# Scales average probabilities too. The result is a probability map, whose
+# argmax is the prediction (evaluation and predict.py only take the argmax).
+
+def semseg_stride(tile: int) -> int:
+    """The authors' crop stride: ceil(2/3 of the crop)."""
+    return math.ceil(tile * 2 / 3)
+
+
+def long_side_size(height: int, width: int, long_side: int) -> tuple[int, int]:
+    """(height, width) with the longer side `long_side`, rounded as their test.py rounds
+    (Python's round: halves go to the even neighbour)."""
+    if height > width:
+        return long_side, round(long_side / height * width)
+    return round(long_side / width * height), long_side
+
+
+def semseg_probabilities(forward: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, num_classes: int,
+                         tile: int, stride: int, long_side: int, scales: Sequence[float] = (1.0,),
+                         batch_size: int = 4, flip: bool = True,
+                         size: tuple[int, int] | torch.Size | None = None) -> torch.Tensor:
+    """Probabilities [N, C, H, W] for normalised `images` [N, 3, H, W] (at `size` when given).
+
+    `forward` maps a batch of crops to logits at the crops' size. `long_side` 0 keeps the
+    images' own size (at scale 1). `flip` averages each crop with its mirror image, as the
+    authors' test always does.
+    """
+    height, width = images.shape[-2:]
+    out_size = tuple(size) if size is not None else (height, width)
+
+    def softmax(logits: torch.Tensor) -> torch.Tensor:  # in float32 at least (under autocast too)
+        return logits.to(torch.promote_types(logits.dtype, torch.float32)).softmax(1)
+
+    def crop_probabilities(crops: torch.Tensor) -> torch.Tensor:
+        if not flip:
+            return softmax(forward(crops))
+        both = softmax(forward(torch.cat([crops, crops.flip(-1)])))
+        n = crops.shape[0]
+        return (both[:n] + both[n:].flip(-1)) / 2
+
+    total = None
+    for scale in scales:
+        if long_side:
+            new_h, new_w = long_side_size(height, width, round(scale * long_side))
+        else:
+            new_h, new_w = round(scale * height), round(scale * width)
+        scaled = images if (new_h, new_w) == (height, width) else F.interpolate(
+            images, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=False)
+        pad_h, pad_w = max(tile - new_h, 0), max(tile - new_w, 0)
+        top, left = pad_h // 2, pad_w // 2
+        padded = F.pad(scaled, (left, pad_w - left, top, pad_h - top))  # zero: the normalised mean colour
+        probabilities = sliding_window(crop_probabilities, padded, num_classes, tile, stride, batch_size)
+        probabilities = probabilities[..., top:top + new_h, left:left + new_w]
+        if (new_h, new_w) != out_size:
+            probabilities = F.interpolate(probabilities, size=out_size, mode="bilinear", align_corners=False)
+        total = probabilities if total is None else total + probabilities
+    return total / len(scales)
+
+
+# ---------------------------------------------------------------- whole image, TTA, mirrored borders
 
 PROTOCOLS = ("default", "semseg")
 
@@ -78,7 +211,7 @@ def predict_logits(model: nn.Module, images: torch.Tensor, num_classes: int,
     mirrored context instead of zero padding; the logits are cropped back.
 
     With `protocol='semseg'` the result is the authors' averaged softmax probabilities
-    instead (utils/semseg_protocol.py: crops of `tile` at `stride`, always flipped, after
+    instead (utils/inference.py: crops of `tile` at `stride`, always flipped, after
     resizing the longer side to `long_side`); their argmax is the prediction.
     """
     cfg = cfg or InferenceConfig()
@@ -119,3 +252,47 @@ def predict_logits(model: nn.Module, images: torch.Tensor, num_classes: int,
     if size is not None:
         total = resize(total.float(), size, align_corners)
     return total
+
+
+# ---------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: torch.device,
+             inference: InferenceConfig | None = None, ignore_index: int = IGNORE_INDEX,
+             on_batch: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
+             progress: bool = False, progress_bars: bool = True, channels_last: bool = False,
+             autocast_dtype: torch.dtype | None = None) -> dict:
+    """Confusion-matrix metrics of `model` over `loader` (all-reduced under DDP).
+
+    `on_batch(batch_index, images, targets, predictions)` sees every batch,
+    for example to save predictions or pick images for TensorBoard. When the
+    loader resized the images but not the masks (a validation `base_size`),
+    logits are resized back to the masks' resolution before the argmax, so
+    metrics are those of the original labels; `on_batch` then gets the images
+    resized to that resolution too. `progress` shows a bar (or, with
+    `progress_bars=False` or no terminal, periodic lines; utils.visualize.progress_bar).
+    """
+    was_training = model.training
+    model.eval()
+    confusion = ConfusionMatrix(num_classes, device, ignore_index)
+    bar = progress_bar(len(loader), "val", show=progress, bars=progress_bars)
+    for index, batch in enumerate(loader):
+        bar.update(1)
+        if batch is None:  # every sample of the batch was bad and skipped (see utils.data.SkipBadSamples)
+            continue
+        images, targets = batch
+        images = images.to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            # The images may have been resized (eval_transforms' base_size): score at the labels' resolution.
+            logits = predict_logits(model, images, num_classes, inference, size=targets.shape[-2:])
+        predictions = logits.argmax(1)
+        confusion.update(predictions, targets)
+        if on_batch is not None:
+            on_batch(index, resize(images.float(), targets.shape[-2:]), targets, predictions)
+    bar.close()
+    confusion.all_reduce()
+    model.train(was_training)
+    return confusion.compute()

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from datasets.base import IGNORE_INDEX
+
 
 class SegmentationLoss(nn.Module):
     """loss = CE(out) + aux_weight * CE(aux).
@@ -14,7 +16,7 @@ class SegmentationLoss(nn.Module):
     paper); it is only present when the model returns 'aux' (training mode).
     """
 
-    def __init__(self, ignore_index: int = 255, aux_weight: float = 0.4,
+    def __init__(self, ignore_index: int = IGNORE_INDEX, aux_weight: float = 0.4,
                  class_weights: torch.Tensor | None = None) -> None:
         super().__init__()
         self.ignore_index = ignore_index

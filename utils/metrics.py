@@ -23,11 +23,13 @@ import torch
 import torch.distributed as dist
 from scipy import ndimage
 
+from datasets.base import IGNORE_INDEX
+
 
 class ConfusionMatrix:
     """Accumulates a num_classes x num_classes matrix (rows: target, cols: prediction) on a device."""
 
-    def __init__(self, num_classes: int, device: torch.device | str = "cpu", ignore_index: int = 255) -> None:
+    def __init__(self, num_classes: int, device: torch.device | str = "cpu", ignore_index: int = IGNORE_INDEX) -> None:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
@@ -45,9 +47,6 @@ class ConfusionMatrix:
             raise ValueError(f"target holds ids outside 0..{self.num_classes - 1} and {self.ignore_index}")
         n = self.num_classes
         self.matrix += torch.bincount(target * n + prediction, minlength=n * n).view(n, n)
-
-    def reset(self) -> None:
-        self.matrix.zero_()
 
     def all_reduce(self) -> None:
         """Sum the matrices of every process, so that each rank reports the same figures."""
@@ -90,7 +89,7 @@ def _nanmean(values: torch.Tensor) -> float:
 
 # ----------------------------------------------------------------- ISBI 2012 figures
 
-def pixel_error(prediction: torch.Tensor, target: torch.Tensor, ignore_index: int = 255) -> float:
+def pixel_error(prediction: torch.Tensor, target: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> float:
     """Fraction of labelled pixels whose predicted class differs from the target (1 - acc)."""
     if prediction.shape != target.shape:
         raise ValueError(f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ in shape")

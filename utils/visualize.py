@@ -1,11 +1,22 @@
-"""Colouring class-id maps with a data set's palette, for TensorBoard and PNGs."""
+"""What a person looks at: class maps coloured with a data set's palette (PNGs,
+overlays), the TensorBoard logger (scalars, per-class IoU, prediction grids, the
+run's config; silent on non-main ranks) and progress displays."""
 from __future__ import annotations
 
+import sys
+import time
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 from PIL import Image
+from torchvision.utils import make_grid
+from tqdm import tqdm
+
+from datasets.base import IGNORE_INDEX
+from models.input_norm import InputNorm
+
 
 IGNORE_COLOUR = (255, 255, 255)
 
@@ -14,7 +25,7 @@ def palette_array(palette: Sequence[Sequence[int]]) -> np.ndarray:
     """A 256 x 3 uint8 table: class colours, white for the ignore index 255, black elsewhere."""
     table = np.zeros((256, 3), dtype=np.uint8)
     table[: len(palette)] = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
-    table[255] = IGNORE_COLOUR
+    table[IGNORE_INDEX] = IGNORE_COLOUR
     return table
 
 
@@ -35,3 +46,130 @@ def overlay(image: np.ndarray, mask: np.ndarray, palette: Sequence[Sequence[int]
     """Blend an H x W x 3 uint8 image with its coloured class map."""
     colours = palette_array(palette)[mask.astype(np.int64).clip(0, 255)]
     return (image.astype(np.float32) * (1 - alpha) + colours.astype(np.float32) * alpha).round().astype(np.uint8)
+
+
+class TensorBoardLogger:
+    def __init__(self, log_dir: Path | str, enabled: bool = True) -> None:
+        self.writer = None
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(str(log_dir))
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        if self.writer is not None:
+            for tag, value in values.items():
+                self.writer.add_scalar(tag, value, step)
+
+    def class_iou(self, iou: Sequence[float], classes: Sequence[str], step: int) -> None:
+        if self.writer is not None:
+            for name, value in zip(classes, iou):
+                if value == value:  # skip NaN: class absent from this split
+                    self.writer.add_scalar(f"val_iou/{name}", value, step)
+
+    def prediction_grid(self, rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+                        palette: Sequence[Sequence[int]], norm: InputNorm, step: int) -> None:
+        """One row per image: image | ground truth | prediction, in the data set's palette."""
+        if self.writer is None or not rows:
+            return
+        tiles = []
+        for image, target, prediction in rows:
+            tiles += [norm.denormalize(image).cpu(), colorize(target, palette).cpu(),
+                      colorize(prediction, palette).cpu()]
+        height = max(t.shape[1] for t in tiles)
+        width = max(t.shape[2] for t in tiles)
+        tiles = [torch.nn.functional.pad(t, (0, width - t.shape[2], 0, height - t.shape[1])) for t in tiles]
+        self.writer.add_image("val/image_truth_prediction", make_grid(tiles, nrow=3, padding=2), step)
+
+    def config(self, values: dict, step: int) -> None:
+        """Every setting of the run as a two-column Markdown table (TensorBoard's Text tab)."""
+        if self.writer is not None:
+            rows = "\n".join(f"| {name} | `{value}` |" for name, value in values.items())
+            self.writer.add_text("config", "| setting | value |\n|---|---|\n" + rows, step)
+
+    def hparams(self, values: dict, metrics: dict[str, float]) -> None:
+        """The run's settings beside its final figures (TensorBoard's HParams tab, one row per run)."""
+        if self.writer is not None:
+            plain = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in values.items()}
+            self.writer.add_hparams(plain, {f"hparam/{k}": v for k, v in metrics.items()}, run_name=".")
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+# ---------------------------------------------------------------- progress
+
+def progress_bar(total: int, desc: str, show: bool = True, bars: bool = True, initial: int = 0,
+                 interval: float = 30.0) -> "ProgressLines | ProgressBar | NoProgress":
+    """A progress display for a loop of `total` steps.
+
+    In a terminal it is a tqdm bar with an ETA. With `bars=False` (--no-progress)
+    or when stderr is not a terminal (a log file, a batch job) it becomes a line
+    on stdout every `interval` seconds, with the same figures, so that logs stay
+    readable; a loop shorter than `interval` prints nothing. `show=False` (every
+    rank but the main one) prints nothing at all.
+    """
+    if not show:
+        return NoProgress()
+    if bars and sys.stderr.isatty():
+        return ProgressBar(total, desc, initial)
+    return ProgressLines(total, desc, initial, interval)
+
+
+class NoProgress:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix(self, **values) -> None:
+        pass
+
+    def write(self, message: str, file=None) -> None:
+        print(message, file=file or sys.stdout, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+class ProgressBar(NoProgress):
+    def __init__(self, total: int, desc: str, initial: int = 0) -> None:
+        self.bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, leave=desc == "train")
+
+    def update(self, n: int = 1) -> None:
+        self.bar.update(n)
+
+    def set_postfix(self, **values) -> None:
+        self.bar.set_postfix(values)
+
+    def write(self, message: str, file=None) -> None:
+        tqdm.write(message, file=file)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+class ProgressLines(NoProgress):
+    def __init__(self, total: int, desc: str, initial: int = 0, interval: float = 30.0) -> None:
+        self.total, self.desc, self.interval = total, desc, interval
+        self.done = self.first = initial
+        self.start = self.last = time.perf_counter()
+        self.postfix: dict = {}
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if now - self.last >= self.interval:
+            self.last = now
+            rate = (self.done - self.first) / (now - self.start)
+            eta = format_duration((self.total - self.done) / rate) if rate > 0 else "?"
+            extra = "".join(f", {k} {v}" for k, v in self.postfix.items())
+            print(f"{self.desc} {self.done}/{self.total} ({100 * self.done / max(self.total, 1):.0f}%), "
+                  f"{format_duration(now - self.start)} elapsed, ETA {eta}{extra}", flush=True)
+
+    def set_postfix(self, **values) -> None:
+        self.postfix = values

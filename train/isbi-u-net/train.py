@@ -13,7 +13,7 @@ Defaults are the paper's (GPU) recipe, as far as it states one:
   schedule, weight decay or iteration count ("10 hours on a 6 GB GPU"):
   lr 0.001 with poly decay, weight decay 1e-4 and 10000 iterations are ours.
 - Augmentation: elastic deformation (random displacements on a 3 x 3 grid, std
-  10 px, bicubic interpolation; utils/joint_transforms.ElasticDeform) and
+  10 px, bicubic interpolation; utils/transforms.ElasticDeform) and
   horizontal flips. Not here: the paper's rotations, grey-value variations and
   the dropout layers at the end of the contracting path.
 - Loss: pixel-wise cross-entropy weighted by the paper's weight map
@@ -36,7 +36,7 @@ Reported: warping error 0.000353, Rand error 0.0382, pixel error 0.0611 on
 the challenge's withheld test stack (the paper's Table 1, with its own
 post-processing-free submission); not comparable with figures on slices 25..29.
 Report the held-out figures (pixel error, foreground-restricted Rand error,
-mean_iu) with `python benchmarks/isbi_report.py runs/isbi-u-net/best.pth`.
+mean_iu) with `python tools/isbi_report.py runs/isbi-u-net/best.pth`.
 """
 import sys
 from pathlib import Path

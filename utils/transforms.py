@@ -187,7 +187,7 @@ def train_transforms(crop_size: int | Sequence[int], scale_range: Sequence[float
 def eval_transforms(base_size: int | None = None, norm: InputNorm = IMAGENET) -> v2.Compose:
     """Normalise; optionally resize the image's shorter side to `base_size` first.
 
-    The mask is never resized: `utils.evaluation.evaluate` resizes the logits
+    The mask is never resized: `utils.inference.evaluate` resizes the logits
     back to the mask's (the original) resolution, so metrics are always
     computed on the original labels, as the benchmarks define them.
     """

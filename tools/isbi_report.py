@@ -1,7 +1,7 @@
 """ISBI 2012 figures of a checkpoint on held-out slices: pixel error, Rand error, mean_iu.
 
-    python benchmarks/isbi_report.py runs/isbi-u-net/best.pth
-    python benchmarks/isbi_report.py CKPT --split val --data-root DIR --json isbi.json
+    python tools/isbi_report.py runs/isbi-u-net/best.pth
+    python tools/isbi_report.py CKPT --split val --data-root DIR --json isbi.json
 
 Inference uses the checkpoint's validation settings (sliding window and mirror
 margin of train/isbi-u-net/train.py) unless --mode / --tile / --stride /
@@ -23,12 +23,12 @@ import argparse
 import json
 
 import datasets
+from utils.cli import (add_inference_args, base_size, check_inference_args, inference_config, input_norm,
+                       load_for_inference, precision)
 from utils.data import eval_loader
-from utils.engine import pick_device
-from utils.evaluation import evaluate
-from utils.inference_cli import (add_inference_args, base_size, check_inference_args, inference_config,
-                                 input_norm, load_for_inference, precision)
-from utils.joint_transforms import eval_transforms
+from utils.runtime import pick_device
+from utils.inference import evaluate
+from utils.transforms import eval_transforms
 from utils.metrics import RandScore, rand_error
 
 
