@@ -323,6 +323,7 @@ class Trainer:
             self._resume()
         self.logger = TensorBoardLogger(self.run_dir, enabled=self.is_main)
         self._bar = None
+        self._reset_log_window()
         if self.is_main:
             write_run_config(self.run_dir, dataclasses.asdict(cfg), self.provenance, self.state.iteration)
             self.logger.config({**dataclasses.asdict(cfg), **self.provenance}, self.state.iteration)
@@ -593,10 +594,9 @@ class Trainer:
                 loss = self.train_step(batch)
                 self.after_step(loss)
                 self._bar.update(1)
+                self._running_loss += loss
                 if s.iteration % cfg.log_every == 0 or s.iteration == cfg.iters:
-                    self._log(loss)
-                else:
-                    self._running_loss += loss
+                    self._log()
                 validating = self._validation_due()
                 self._check_faults(sync=validating or s.iteration % cfg.log_every == 0)
                 if validating:
@@ -641,13 +641,12 @@ class Trainer:
         self._running_loss = torch.zeros((), device=self.device)
         self._window_start, self._window_first = time.perf_counter(), self.state.iteration
 
-    def _log(self, loss: torch.Tensor) -> None:
+    def _log(self) -> None:
         """The mean loss since the last log line (the one host sync per interval), the LR,
         throughput and, on CUDA, peak memory."""
         it = self.state.iteration
-        running = self._running_loss + loss
-        runtime.all_reduce_mean(running)  # every rank logs the same figure
-        mean_loss = (running / (it - self._window_first)).item()
+        runtime.all_reduce_mean(self._running_loss)  # every rank logs the same figure
+        mean_loss = (self._running_loss / (it - self._window_first)).item()
         seconds = time.perf_counter() - self._window_start
         values = {"train/loss": mean_loss, "train/lr": self.optimizer.param_groups[0]["lr"],
                   "train/images_per_s": (it - self._window_first) * self.global_batch / max(seconds, 1e-9)}
@@ -687,8 +686,7 @@ class Trainer:
         if improved:
             s.best_score, s.best_iteration, s.best_metrics = metrics["mean_iu"], s.iteration, metrics
         self._save(metrics, best=improved)
-        if hasattr(self, "_window_start"):
-            self._window_start += time.perf_counter() - started  # validation is not training throughput
+        self._window_start += time.perf_counter() - started  # validation is not training throughput
         return metrics
 
     def _save(self, metrics: dict, best: bool) -> None:
