@@ -98,7 +98,7 @@ def main(argv=None) -> dict:
         palette = state["palette"]
         seen = [0]
 
-        def save_batch(index, images, targets, predictions):
+        def save_batch(index, images, targets, predictions, logits):
             for image, prediction in zip(images, predictions):
                 name = names[seen[0]]
                 seen[0] += 1

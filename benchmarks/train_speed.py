@@ -3,6 +3,7 @@
     python benchmarks/train_speed.py                                   # every model, default flags sets
     python benchmarks/train_speed.py --models psp_net deeplab_v3 --crop 512 --batch 8 --peak-tflops 989
     python benchmarks/train_speed.py --device cpu --models u_net --flags fp32 compile
+    python benchmarks/train_speed.py --device cpu --models u_net --model-kwargs '{"width": 16}' --crop 180 --batch 8
 
 One training step is the engine's own `Trainer.train_step` (utils/engine.py),
 through a Trainer built by benchmarks/child.py's `engine_trainer`: the copy to
@@ -191,6 +192,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--models", nargs="+", default=None, choices=models.list_models(), metavar="MODEL",
                         help="subset of registered models (default: all; on the CPU: u_net psp_net)")
+    parser.add_argument("--model-kwargs", type=json.loads, default={},
+                        help='JSON options for every model of --models, e.g. \'{"width": 16}\' for u_net')
     parser.add_argument("--crop", type=int, default=None, help="square crop side (default: 512 GPU, 128 CPU)")
     parser.add_argument("--batch", type=int, default=None, help="images per step (default: 8 GPU, 2 CPU)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 20 GPU, 3 CPU)")
@@ -219,13 +222,13 @@ def main(argv: list[str] | None = None) -> None:
     names = args.models or (models.list_models() if gpu else ["u_net", "psp_net"])
     where = torch.cuda.get_device_name() if gpu else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {where}; torch {torch.__version__}; crop {crop}x{crop}, batch {batch}, {warmup} warm-up + "
-          f"{steps} timed steps; peak {args.peak_tflops or '-'} TFLOP/s\n")
+          f"{steps} timed steps; model options {args.model_kwargs or '-'}; peak {args.peak_tflops or '-'} TFLOP/s\n")
     common = {"device": device, "crop": crop, "batch": batch, "steps": steps, "warmup": warmup,
               "classes": args.classes}
 
     rows = []
     for name in names:
-        spec = {**common, "source": "ours", "name": name, "kwargs": {}}
+        spec = {**common, "source": "ours", "name": name, "kwargs": args.model_kwargs}
         rows += table_rows(name, models.default_backbone(name) or "-", spec, flag_sets, args, forward_gflops(spec))
     print_rows(rows)
 

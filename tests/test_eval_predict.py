@@ -49,8 +49,9 @@ def test_a_validation_base_size_scores_logits_resized_back_to_the_original_label
     from utils.checkpoint import model_from_checkpoint
     shapes = []
     metrics = evaluate(model_from_checkpoint(state), eval_loader(val, 2, 0, False), 19, torch.device("cpu"),
-                       on_batch=lambda i, images, targets, preds: shapes.append((images.shape, preds.shape)))
-    assert shapes == [((2, 3, *SIZE), (2, *SIZE))]
+                       on_batch=lambda i, images, targets, preds, logits: shapes.append(
+                           (images.shape, preds.shape, logits.shape)))
+    assert shapes == [((2, 3, *SIZE), (2, *SIZE), (2, 19, *SIZE))]
     assert metrics["mean_iu"] == state["metrics"]["mean_iu"]
     # eval.py reproduces it, and an explicit --base-size 0 scores the unresized images instead
     assert eval_script.main([str(checkpoint), "--device", "cpu", "--workers", "0"])["mean_iu"] == \

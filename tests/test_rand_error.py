@@ -2,7 +2,9 @@
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
+from utils.cell_segments import best_threshold, filled_rand_error, filled_segments, thresholded_pixel_error
 from utils.metrics import RandScore, pixel_error, rand_error
 
 # 0 = membrane, 1 = cell; 4 x 7 images with a membrane frame.
@@ -65,3 +67,51 @@ def test_diagonal_cells_are_separate_segments():
     merged = np.array([[1, 1], [1, 1]])  # one predicted segment over both: n = [1, 1]
     # sum n^2 = 2, sum s^2 = 2, sum t^2 = 4: V = 4 / 6
     assert rand_error(merged, target) == pytest.approx(1 / 3)
+
+
+def test_segments_given_as_labels_score_as_the_class_maps_components():
+    score, by_labels = RandScore(), RandScore()
+    score.update(SPLIT, ONE_CELL)
+    by_labels.update_segments(ndimage.label(SPLIT == 1)[0], ONE_CELL)
+    assert by_labels.compute() == score.compute()
+    with pytest.raises(ValueError, match="one image of one shape"):
+        by_labels.update_segments(np.stack([SPLIT, SPLIT]), np.stack([ONE_CELL, ONE_CELL]))
+
+
+def test_filled_segments_grow_seeds_over_the_membranes():
+    # Cell probability of two true cells split by a membrane column whose middle is faint (0.6):
+    # at 0.5 the gap joins the cells; at 0.7 the seeds stay apart, and filling gives every
+    # membrane pixel to its nearest seed, so no true-cell pixel is a singleton.
+    probability = np.where(TWO_CELLS == 1, 0.95, 0.05)
+    probability[1:3, 3] = 0.6
+    assert rand_error((probability > 0.5).astype(int), TWO_CELLS) == pytest.approx(1 / 3)  # merged
+    segments = filled_segments(probability, 0.7)
+    assert segments.shape == TWO_CELLS.shape and set(np.unique(segments)) == {1, 2}
+    assert (segments[:, :3] == segments[1, 1]).all() and (segments[:, 4:] == segments[1, 5]).all()
+    assert filled_rand_error([probability], [TWO_CELLS], 0.7) == 0
+    assert filled_rand_error([probability], [TWO_CELLS], 0.5) == pytest.approx(1 / 3)
+    threshold, errors = best_threshold(lambda t: filled_rand_error([probability], [TWO_CELLS], t),
+                                       thresholds=(0.5, 0.7, 0.99))
+    assert threshold == 0.7 and errors[0.5] == pytest.approx(1 / 3)
+    # No seed at all: each of the 8 true-cell pixels is a singleton. sum n^2 = 8, sum s^2 = 4^2 + 4^2,
+    # sum t^2 = 8: V = 16 / 40, error 0.6.
+    assert errors[0.99] == pytest.approx(0.6)
+    assert not filled_segments(probability, 0.99).any()
+    with pytest.raises(ValueError, match="threshold"):
+        filled_segments(probability, 1.0)
+    with pytest.raises(ValueError, match="one"):
+        filled_segments(probability[None], 0.5)
+
+
+def test_pixel_error_at_a_threshold_counts_labelled_pixels_only():
+    # 28 pixels, 8 of them cell. At 0.5 the two faint membrane pixels (0.6) are called cell: 2 / 28
+    # wrong; at 0.7 none. A pixel labelled 255 is left out of both counts.
+    probability = np.where(TWO_CELLS == 1, 0.95, 0.05)
+    probability[1:3, 3] = 0.6
+    assert thresholded_pixel_error([probability], [TWO_CELLS], 0.5) == pytest.approx(2 / 28)
+    assert thresholded_pixel_error([probability], [TWO_CELLS], 0.7) == 0
+    target = TWO_CELLS.copy()
+    target[1, 3] = 255
+    assert thresholded_pixel_error([probability], [target], 0.5) == pytest.approx(1 / 27)
+    assert best_threshold(lambda t: thresholded_pixel_error([probability], [TWO_CELLS], t),
+                          thresholds=(0.5, 0.7)) == (0.7, {0.5: pytest.approx(2 / 28), 0.7: 0})

@@ -14,6 +14,7 @@ from PIL import Image
 from conftest import SHARED_DATA
 from fake_data import make
 from tools.results_figure import TITLE_HEIGHT
+from utils.cell_segments import THRESHOLDS
 from utils.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +55,22 @@ def test_isbi_script_two_iterations_then_report_and_figure(isbi_root, tmp_path):
         assert 0 <= report[key] <= 1 and key.replace("_", " ").split()[0] in out.lower()
     # the report's mean_iu is the engine's validation figure (same inference settings)
     assert report["mean_iu"] == pytest.approx(state["metrics"]["mean_iu"], abs=1e-6)
+    # thresholds chosen on the training slices (lowest error there), then applied held out
+    tuned = report["thresholded"]
+    assert tuned["chosen_on"] == "train"
+    for kind in ("pixel", "rand"):
+        errors = {float(t): e for t, e in tuned[f"tune_{kind}_errors"].items()}
+        threshold = tuned["seed_threshold" if kind == "rand" else "pixel_threshold"]
+        assert set(errors) == set(THRESHOLDS) and errors[threshold] == min(errors.values())
+        assert 0 <= tuned[f"{kind}_error"] <= 1
+    assert set(tuned["rand_error_per_slice"]) == set(report["slices"])
+    # at 0.5 the thresholded map is the argmax of two classes (up to ties): the same pixel error
+    out = run([ROOT / "tools/isbi_report.py", run_dir / "best.pth", "--device", "cpu", "--seed-threshold", "0.7",
+               "--pixel-threshold", "0.5", "--json", report_file], tmp_path)
+    given = json.loads(report_file.read_text())
+    assert given["thresholded"]["pixel_error"] == pytest.approx(given["pixel_error"], abs=1e-4)
+    assert (given["thresholded"]["seed_threshold"], given["thresholded"]["chosen_on"]) == (0.7, None)
+    assert "threshold 0.7 given" in out
     figure = tmp_path / "figure.png"
     run([ROOT / "tools/results_figure.py", run_dir / "best.pth", "--out", figure, "--num", "2",
          "--device", "cpu"], tmp_path)

@@ -29,6 +29,13 @@ def test_amp_and_channels_last_train_on_the_cpu(tmp_path, flags):
     assert all(v.dtype != torch.bfloat16 for v in state["state_dict"].values())  # weights stay fp32
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_on_the_cpu_warns_only_where_bf16_is_emulated(tmp_path, monkeypatch, capsys, native):
+    monkeypatch.setattr("utils.runtime.cpu_has_native_bf16", lambda: native)
+    Trainer(tiny_config(tmp_path, amp=True))
+    assert ("no native bf16" in capsys.readouterr().out) == (not native)
+
+
 HOST_SYNCS = ("item", "tolist", "__bool__", "__int__", "__float__", "cpu", "numpy")
 
 

@@ -446,11 +446,10 @@ class Trainer:
     def _autocast_dtype(self) -> torch.dtype | None:
         if not self.cfg.amp:
             return None
-        if self.device.type == "cpu" and self.is_main:
-            # Measured in benchmarks/README.md: bf16 emulated on a CPU without native
-            # bf16 units ran about 40 times slower than fp32.
-            print("note: --amp on the CPU uses bf16, which is much slower than fp32 on CPUs without "
-                  "native bf16 support; --amp is meant for GPUs")
+        if self.device.type == "cpu" and self.is_main and not runtime.cpu_has_native_bf16():
+            # Measured in benchmarks/README.md: emulated bf16 ran about 40 times slower than fp32.
+            print("note: this CPU has no native bf16 (AVX512-BF16 or AMX), so --amp emulates it "
+                  "and is much slower than fp32; leave --amp off here")
         return autocast_dtype(self.device)
 
     def _init_from(self, model: nn.Module, path: str) -> None:
@@ -664,7 +663,7 @@ class Trainer:
         cfg, s = self.cfg, self.state
         rows: list = []
 
-        def keep_rows(index, images, targets, predictions):
+        def keep_rows(index, images, targets, predictions, logits):
             for i in range(images.shape[0]):
                 if len(rows) < cfg.val_images:
                     rows.append((images[i], targets[i], predictions[i]))

@@ -259,13 +259,14 @@ def predict_logits(model: nn.Module, images: torch.Tensor, num_classes: int,
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: torch.device,
              inference: InferenceConfig | None = None, ignore_index: int = IGNORE_INDEX,
-             on_batch: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
+             on_batch: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
              progress: bool = False, progress_bars: bool = True, channels_last: bool = False,
              autocast_dtype: torch.dtype | None = None) -> dict:
     """Confusion-matrix metrics of `model` over `loader` (all-reduced under DDP).
 
-    `on_batch(batch_index, images, targets, predictions)` sees every batch,
-    for example to save predictions or pick images for TensorBoard. When the
+    `on_batch(batch_index, images, targets, predictions, logits)` sees every batch,
+    for example to save predictions, pick images for TensorBoard or post-process the
+    logits (tools/isbi_report.py's cell segments). When the
     loader resized the images but not the masks (a validation `base_size`),
     logits are resized back to the masks' resolution before the argmax, so
     metrics are those of the original labels; `on_batch` then gets the images
@@ -291,7 +292,7 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
         predictions = logits.argmax(1)
         confusion.update(predictions, targets)
         if on_batch is not None:
-            on_batch(index, resize(images.float(), targets.shape[-2:]), targets, predictions)
+            on_batch(index, resize(images.float(), targets.shape[-2:]), targets, predictions, logits)
     bar.close()
     confusion.all_reduce()
     model.train(was_training)

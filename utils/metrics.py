@@ -134,7 +134,16 @@ class RandScore:
             for p, t in zip(prediction, target):
                 self.update(p, t)
             return
-        joint, true, pred = _rand_sums(prediction == self.foreground, target == self.foreground)
+        self.update_segments(ndimage.label(prediction == self.foreground)[0], target)
+
+    def update_segments(self, segments, target) -> None:
+        """Add one image whose predicted segments are given as labels (0: no segment, as a
+        predicted membrane pixel; for example utils.cell_segments.filled_segments) instead of
+        the class map's connected components."""
+        segments, target = _as_numpy(segments), _as_numpy(target)
+        if segments.shape != target.shape or segments.ndim != 2:
+            raise ValueError(f"segments {segments.shape} and target {target.shape} must be one image of one shape")
+        joint, true, pred = _rand_sums(segments, target == self.foreground)
         self.sum_joint += joint
         self.sum_true += true
         self.sum_pred += pred
@@ -158,10 +167,10 @@ def _as_numpy(array) -> np.ndarray:
     return array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
 
 
-def _rand_sums(pred_fg, true_fg) -> tuple[int, int, int]:
-    """(sum n_ij^2, sum s_i^2, sum t_j^2) over ground-truth foreground pixels, in pixel counts."""
+def _rand_sums(pred_ids, true_fg) -> tuple[int, int, int]:
+    """(sum n_ij^2, sum s_i^2, sum t_j^2) over ground-truth foreground pixels, in pixel counts,
+    of predicted segment labels `pred_ids` (0: none) against the true cells' components."""
     true_ids, _ = ndimage.label(true_fg)
-    pred_ids, _ = ndimage.label(pred_fg)
     inside = true_ids > 0
     t, p = true_ids[inside].astype(np.int64), pred_ids[inside].astype(np.int64)
     singletons = int((p == 0).sum())  # predicted membrane inside a true cell: one segment per pixel
