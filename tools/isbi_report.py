@@ -41,7 +41,7 @@ from utils.metrics import RandScore, rand_error
 
 
 def split_figures(model, state: dict, split: str, data_root: str, base: int | None, inference, device,
-                     channels_last: bool, amp_dtype, foreground: int) -> dict:
+                  channels_last: bool, amp_dtype, foreground: int) -> dict:
     """Confusion-matrix metrics, the class map's Rand error (pooled and per slice), and the cell
     probabilities and masks (for the filled segments) of every slice of `split`."""
     dataset = datasets.build_dataset(state["dataset"], split, data_root, eval_transforms(base, input_norm(state)),
@@ -97,7 +97,7 @@ def main(argv=None) -> dict:
 
     def figures(split: str) -> dict:
         return split_figures(model, state, split, data_root, base_size(args, cfg) or None, inference, device,
-                                channels_last, amp_dtype, args.foreground)
+                             channels_last, amp_dtype, args.foreground)
 
     held_out = figures(args.split)
     probabilities, masks, foreground = held_out["probabilities"], held_out["masks"], args.foreground
