@@ -7,7 +7,9 @@
 The model, data set, input normalisation, validation settings and precision
 (--amp, --channels-last) come from the checkpoint, so eval.py reproduces the
 run's own validation figures; flags override them. Prints acc, acc_cls, mean_iu,
-fwavacc, mean_dice and a per-class IoU and Dice table.
+fwavacc, mean_dice and a per-class IoU and Dice table; for two-class data sets
+also sensitivity, specificity, precision, F1, ROC AUC and average precision of
+class 1 (utils/binary_metrics.py).
 Metrics are always computed against the original-resolution labels: with
 --base-size the images are resized for the model and its logits resized back
 (with the model's own align_corners convention).
@@ -36,6 +38,7 @@ import numpy as np
 from PIL import Image
 
 import datasets
+from utils.binary_metrics import BINARY_KEYS
 from utils.cli import (add_inference_args, base_size, check_inference_args, describe_training, inference_config,
                        input_norm, load_for_inference, precision)
 from utils.data import eval_loader
@@ -121,6 +124,8 @@ def main(argv=None) -> dict:
     for key in ("acc", "acc_cls", "mean_iu", "fwavacc"):
         print(f"{key:<8} {metrics[key]:.4f}")
     print(f"mean_dice {metrics['mean_dice']:.4f}")
+    for key in BINARY_KEYS * ("roc_auc" in metrics):  # two-class data sets: figures of class 1
+        print(f"{key:<17} {metrics[key]:.4f}")
     print(format_table(metrics, state["classes"]))
     if args.json:
         record = {"checkpoint": str(args.checkpoint), "split": split, "mode": inference.mode,

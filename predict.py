@@ -4,7 +4,9 @@
 
 Writes, for each input image NAME.ext, NAME.png (a palette PNG of class ids at
 the image's own size) and NAME_overlay.png (the colours blended over the
-image). Folders are searched recursively and their subfolders are mirrored
+image); with --probs also NAME.npy, the float16 softmax probabilities
+(classes, H, W) at the image's own size, whose argmax NAME.png is
+(utils/probability_maps.py). Folders are searched recursively and their subfolders are mirrored
 under --out (Cityscapes' leftImg8bit/test/<city>/ gives <out>/<city>/).
 Inference options are those of eval.py (--mode, --tile, --stride, --tile-batch,
 --base-size, --scales, --flip, --protocol, --long-side, --device, --amp,
@@ -26,6 +28,7 @@ from datasets.pairing import IMAGE_SUFFIXES  # the formats the folder data set r
 from utils.cli import (add_inference_args, base_size, check_inference_args, inference_config, input_norm,
                        load_for_inference, precision)
 from utils.inference import predict_logits
+from utils.probability_maps import float16_probabilities, save_probabilities
 from utils.runtime import pick_device
 from utils.transforms import ResizeShorterSide, eval_transforms
 from utils.visualize import overlay, progress_bar, save_palette_png
@@ -37,6 +40,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("inputs", nargs="+", help="image files or folders of images")
     parser.add_argument("--out", required=True, help="folder for the predictions")
     parser.add_argument("--no-overlay", action="store_true", help="write only the palette PNGs")
+    parser.add_argument("--probs", action="store_true",
+                        help="also write NAME.npy: float16 softmax probabilities (classes, H, W) at the image's size")
     add_inference_args(parser)
     args = parser.parse_args(argv)
     check_inference_args(parser, args)
@@ -96,10 +101,14 @@ def main(argv=None) -> list[Path]:
             batch = batch.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             logits = predict_logits(model, batch, state["num_classes"], inference, size=(height, width))
-        prediction = logits.argmax(1)[0].cpu().numpy().astype(np.uint8)
+        probabilities = float16_probabilities(logits, inference.protocol) if args.probs else None
+        # With --probs the PNG is the argmax of the saved probabilities, so that the two agree.
+        prediction = (probabilities.argmax(0) if args.probs else logits.argmax(1)[0].cpu().numpy()).astype(np.uint8)
         target = out_dir / f"{name}.png"
         target.parent.mkdir(parents=True, exist_ok=True)
         save_palette_png(prediction, state["palette"], target)
+        if args.probs:
+            save_probabilities(probabilities, out_dir / f"{name}.npy")
         if not args.no_overlay:
             rgb = image.permute(1, 2, 0).numpy()
             Image.fromarray(overlay(rgb, prediction, state["palette"])).save(out_dir / f"{name}_overlay.png")

@@ -64,6 +64,7 @@ def evaluation_results(rank: int, world: int) -> dict:
     from utils.data import eval_loader
     from utils.inference import evaluate
     from utils.transforms import eval_transforms
+    from utils.binary_metrics import ScoreHistogram
     from utils.metrics import ConfusionMatrix
 
     torch.manual_seed(0)
@@ -79,7 +80,10 @@ def evaluation_results(rank: int, world: int) -> dict:
     confusion = ConfusionMatrix(5)
     confusion.update(predictions[rank::world], targets[rank::world])
     confusion.all_reduce()
-    return {"metrics": metrics, "matrix": confusion.matrix}
+    scores = ScoreHistogram()  # the two-class figures' histogram is summed over ranks too
+    scores.update(torch.randn(6, 16, 16, generator=generator)[rank::world], (targets % 2)[rank::world])
+    scores.all_reduce()
+    return {"metrics": metrics, "matrix": confusion.matrix, "scores": scores.counts}
 
 
 def main(argv: list[str]) -> None:

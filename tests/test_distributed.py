@@ -74,6 +74,7 @@ def test_all_reduced_metrics_equal_the_single_process_ones(tmp_path):
     for rank in (0, 1):
         reduced = torch.load(tmp_path / f"eval{rank}.pth", weights_only=True)
         assert torch.equal(reduced["matrix"], single["matrix"])
+        assert torch.equal(reduced["scores"], single["scores"])
         # 7 validation images over 2 ranks: each is counted exactly once.
         assert json.dumps(reduced["metrics"]) == json.dumps(single["metrics"])  # as text: NaN == NaN
 

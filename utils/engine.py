@@ -32,6 +32,7 @@ import models
 from models.input_norm import InputNorm, input_norm_of
 
 from . import runtime
+from .binary_metrics import BINARY_KEYS, format_binary
 from .checkpoint import (CheckpointError, load_checkpoint, provenance, save_checkpoint, unwrap,
                          write_run_config)
 from .class_weights import compute_class_weights, format_weights
@@ -675,12 +676,16 @@ class Trainer:
                            autocast_dtype=self.autocast_dtype)
         if self.is_main:
             it = s.iteration
-            self.logger.scalars({f"val/{k}": metrics[k] for k in ("acc", "acc_cls", "mean_iu", "fwavacc")}, it)
+            binary = BINARY_KEYS * ("roc_auc" in metrics)  # two-class data sets: figures of class 1
+            keys = ("acc", "acc_cls", "mean_iu", "fwavacc") + binary
+            self.logger.scalars({f"val/{k}": metrics[k] for k in keys}, it)
             self.logger.class_iou(metrics["iou"], self.val_set.classes, it)
             self.logger.prediction_grid(rows, self.val_set.palette, self.input_norm, it)
             self._bar.write(f"[{it}/{cfg.iters}] val mean_iu {metrics['mean_iu']:.4f} acc {metrics['acc']:.4f} "
                             f"acc_cls {metrics['acc_cls']:.4f} fwavacc {metrics['fwavacc']:.4f} "
                             f"({time.perf_counter() - started:.0f} s)")
+            if binary:
+                self._bar.write(f"[{it}/{cfg.iters}] val {format_binary(metrics)}")
         improved = metrics["mean_iu"] > s.best_score
         if improved:
             s.best_score, s.best_iteration, s.best_metrics = metrics["mean_iu"], s.iteration, metrics

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from datasets.base import IGNORE_INDEX
 from models.layers import align_corners_of, resize
 
+from .binary_metrics import ScoreHistogram, binary_metrics, class_one_log_odds
 from .metrics import ConfusionMatrix
 from .visualize import progress_bar
 
@@ -262,7 +263,9 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
              on_batch: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
              progress: bool = False, progress_bars: bool = True, channels_last: bool = False,
              autocast_dtype: torch.dtype | None = None) -> dict:
-    """Confusion-matrix metrics of `model` over `loader` (all-reduced under DDP).
+    """Confusion-matrix metrics of `model` over `loader` (all-reduced under DDP); for two
+    classes also sensitivity, specificity, precision, f1, roc_auc and average_precision
+    of class 1 (utils.binary_metrics).
 
     `on_batch(batch_index, images, targets, predictions, logits)` sees every batch,
     for example to save predictions, pick images for TensorBoard or post-process the
@@ -276,6 +279,7 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
     was_training = model.training
     model.eval()
     confusion = ConfusionMatrix(num_classes, device, ignore_index)
+    scores = ScoreHistogram(device, ignore_index) if num_classes == 2 else None
     bar = progress_bar(len(loader), "val", show=progress, bars=progress_bars)
     for index, batch in enumerate(loader):
         bar.update(1)
@@ -291,9 +295,14 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
             logits = predict_logits(model, images, num_classes, inference, size=targets.shape[-2:])
         predictions = logits.argmax(1)
         confusion.update(predictions, targets)
+        if scores is not None:  # the semseg protocol's output is probabilities, not logits
+            scores.update(class_one_log_odds(logits, (inference or InferenceConfig()).protocol == "semseg"), targets)
         if on_batch is not None:
             on_batch(index, resize(images.float(), targets.shape[-2:]), targets, predictions, logits)
     bar.close()
     confusion.all_reduce()
     model.train(was_training)
-    return confusion.compute()
+    if scores is None:
+        return confusion.compute()
+    scores.all_reduce()
+    return {**confusion.compute(), **binary_metrics(confusion.matrix, scores)}
