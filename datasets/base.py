@@ -105,7 +105,8 @@ def to_rgb8(img: Image.Image) -> np.ndarray:
     """
     if img.mode in WIDE_MODES:
         values = np.asarray(img, dtype=np.float64)
-        low, high = float(values.min(initial=0.0)), float(values.max(initial=0.0))
+        # The image's own range (min(initial=0) would stretch from 0: 1000..4000 to 64..255).
+        low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
         scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
         grey = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
         return np.repeat(grey[:, :, None], 3, axis=2)

@@ -8,7 +8,7 @@ same name. Every key is optional; the format is documented in datasets/README.md
      "ignore": [128],                               # values (or colours) read as 255, ignored
      "images": "training/images", "masks": "training/1st_manual",
      "image_name": "{id}_training", "mask_name": "{id}_manual1",
-     "resize_masks": false, "snap_distance": 48, "max_far_fraction": 0.01}
+     "resize_masks": false, "snap": false, "snap_distance": 48, "max_far_fraction": 0.01}
 
 `classes` may also be a list of names: class-id masks, class i stored as value i.
 Without `classes`, masks are read as class ids (the folder data set's original rule).
@@ -34,6 +34,9 @@ DEFAULTS: dict[str, Any] = {
     # pixels far means the declaration does not fit the file. JPEG at quality 50 leaves
     # about 0.2 % of a binary mask's pixels beyond 48 levels, so 1 % only trips on real misfits.
     "snap_distance": 48, "max_far_fraction": 0.01,
+    # Lossless masks with intermediate grey levels along edges (drawn large, then resized with
+    # interpolation): true snaps each value to the nearest declared one, as lossy masks are.
+    "snap": False,
 }
 
 
@@ -51,6 +54,7 @@ class Declaration:
     resize_masks: bool = False
     snap_distance: int = 48
     max_far_fraction: float = 0.01
+    snap: bool = False
     source: str = "defaults"
     raw: dict = field(default_factory=dict)  # the merged keys as given, for messages and reports
 
@@ -115,8 +119,11 @@ def parse_declaration(keys: dict[str, Any], source: str) -> Declaration:
         pattern = merged[key]
         if not isinstance(pattern, str) or pattern.count("{id}") != 1 or "/" in pattern:
             raise fail(key, "a file name without extension holding {id} once, e.g. \"{id}_mask\"")
-    if not isinstance(merged["resize_masks"], bool):
-        raise fail("resize_masks", "true or false")
+    for key in ("resize_masks", "snap"):
+        if not isinstance(merged[key], bool):
+            raise fail(key, "true or false")
+    if merged["snap"] and names is None:
+        raise fail("snap", "no snapping without 'classes' (the values to snap to)")
     distance = merged["snap_distance"]
     if isinstance(distance, bool) or not isinstance(distance, int) or not 0 <= distance <= 255:
         raise fail("snap_distance", "an integer 0..255 (grey levels)")
@@ -124,7 +131,8 @@ def parse_declaration(keys: dict[str, Any], source: str) -> Declaration:
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
         raise fail("max_far_fraction", "a number between 0 and 1")
     return Declaration(names, values, ignored, merged["images"], merged["masks"], merged["image_name"],
-                       merged["mask_name"], merged["resize_masks"], distance, float(fraction), source, dict(keys))
+                       merged["mask_name"], merged["resize_masks"], distance, float(fraction), merged["snap"], source,
+                       dict(keys))
 
 
 def _parse_classes(classes, fail) -> tuple[tuple[str, ...] | None, tuple[Value, ...]]:

@@ -10,13 +10,17 @@
     <root>/splits/<split>.txt                       optional: one image stem per line, any split names
 
 With declared classes, each mask value (or colour) maps to its class; undeclared
-values are errors, JPEG masks are snapped to the declared values (mask_encoding.py).
+values are errors, lossy masks (and, with "snap": true, all) are snapped to the declared
+values (mask_encoding.py) and read once when the data set is built (mask_scan.py).
 Without, masks hold class ids (255 = ignored) and the number of classes is the lines
 of classes.txt, else the `num_classes=` option, else (largest id found, 255 aside) + 1;
 every mask is read once when the data set is built, and masks that would be misread
-as class ids (only 0 and 255, two values, sparse grey levels, colour or JPEG masks)
-stop it with what to declare (suggest.py).
-Splits: with a splits/ folder, its lists (plus `all`); without one, `train`, `val`
+as class ids (only 0 and 255, two values, sparse grey levels, soft edges, colour or
+lossy masks, more than 255 classes) stop it with what to declare (suggest.py).
+Palette masks are read one way for the whole set: palette indices as soon as one
+mask's palette holds a colour, else grey levels (mask_files.py).
+Splits: with a splits/ folder, its lists (plus `all`; train, val and test must not share
+a stem); without one, `train`, `val`
 and `all` by a fixed rule: a stem whose CRC-32 is divisible by 5 goes to val (about
 20 %), the rest to train. The rule depends on the stem alone, so adding images never
 moves an existing image to the other split, and every machine agrees.
@@ -39,13 +43,14 @@ from .base import (DatasetError, FilePairDataset, check_split, generated_palette
                    read_image, read_split_list)
 from .declaration import Declaration, load_declaration
 from .mask_encoding import MaskEncoder
-from .mask_files import MASK_SUFFIXES, RawMask, read_mask
+from .mask_files import MASK_SUFFIXES, RawMask, palette_reading, read_mask
+from .mask_scan import scan_headers, snapping_report
 from .pairing import IMAGE_SUFFIXES, match_files, unpaired_error
 from .suggest import MaskSummary, Survey, misreading
 
 # (path, modification time, size) -> the mask's value counts: the survey of undeclared masks reads
 # every mask when the train and val splits are built; the second build reuses the first's reads.
-_SURVEY_CACHE: dict[tuple[str, int, int], MaskSummary | None] = {}
+_SURVEY_CACHE: dict[tuple[str, int, int, str], MaskSummary | None] = {}
 
 
 def default_split(stem: str) -> str:
@@ -66,6 +71,7 @@ def select_split(root: Path, pairs: list[tuple[Path, Path]], split: str, image_d
         return pairs
     split_dir = root / "splits"
     if split_dir.is_dir() and any(split_dir.glob("*.txt")):
+        check_disjoint(split_dir)
         by_stem = {image.stem: (image, mask) for image, mask in pairs}
         stems = read_split_list(split_dir / f"{split}.txt")
         missing = [s for s in stems if s not in by_stem]
@@ -78,6 +84,24 @@ def select_split(root: Path, pairs: list[tuple[Path, Path]], split: str, image_d
     if not chosen:
         raise DatasetError(f"split {split!r} of {root} is empty; write {split_dir / f'{split}.txt'}")
     return chosen
+
+
+DISJOINT_SPLITS = ("train", "val", "test")  # lists such as trainval may overlap them on purpose
+
+
+def check_disjoint(split_dir: Path) -> None:
+    """A stem in two of the train, val and test lists would be trained on and scored: an error."""
+    lists = {name: set(read_split_list(split_dir / f"{name}.txt")) for name in DISJOINT_SPLITS
+             if (split_dir / f"{name}.txt").is_file()}
+    names = list(lists)
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            shared = sorted(lists[first] & lists[second])
+            if shared:
+                shown = ", ".join(shared[:5]) + (f" and {len(shared) - 5} more" if len(shared) > 5 else "")
+                raise DatasetError(f"{len(shared)} stem(s) are listed in both {split_dir / f'{first}.txt'} and "
+                                   f"{split_dir / f'{second}.txt'}: {shown}. A sample in both would be trained on "
+                                   f"and scored; keep each stem in one list")
 
 
 class Folder(FilePairDataset):
@@ -105,6 +129,8 @@ class Folder(FilePairDataset):
             raise DatasetError(f"no images in {image_dir}")
         pairs = matching.pairs
         pairs_in_split = select_split(self.root, pairs, split, image_dir)
+        headers = scan_headers([mask for _, mask in pairs])
+        self.palette_reading = palette_reading(headers)  # one reading for every palette mask of the set
         self.encoder = MaskEncoder(d) if d.declares_classes else None
         if self.encoder is not None:
             if num_classes is not None and num_classes != len(d.classes):
@@ -115,13 +141,20 @@ class Folder(FilePairDataset):
         else:
             self.classes, self.palette = self._metadata(pairs, num_classes, mask_dir)
         super().__init__(pairs_in_split, split, transforms)
+        if self.encoder is not None:
+            in_split = {mask for _, mask in pairs_in_split}
+            chosen = [(mask, h) for (_, mask), h in zip(pairs, headers) if mask in in_split]
+            note = snapping_report([m for m, _ in chosen], [h for _, h in chosen], self.encoder, self.read_raw, split)
+            if note:
+                print(note, file=sys.stderr)
         self.far_pixels = 0  # lossy masks: pixels far from every declared value, summed over loads
         self.resized_masks = self._report_resized() if d.resize_masks else []
 
     # ------------------------------------------------------------------ reading
 
     def read_raw(self, path: Path) -> RawMask:
-        return read_mask(path, colours=self.encoder is not None and self.encoder.colour)
+        return read_mask(path, colours=self.encoder is not None and self.encoder.colour,
+                         palette=self.palette_reading)
 
     def read_ids(self, path: Path) -> np.ndarray:
         """Class ids (or, undeclared, the stored ids) of one mask file; used by load() and read_mask()."""
@@ -179,7 +212,7 @@ class Folder(FilePairDataset):
             if num_classes is not None and num_classes != len(names):
                 raise ValueError(f"num_classes={num_classes} but {names_file} lists {len(names)} classes")
             num_classes = len(names)
-        survey = survey_masks([mask for _, mask in pairs])
+        survey = survey_masks([mask for _, mask in pairs], self.palette_reading)
         problem = misreading(survey, num_classes, self.root)
         if problem:
             raise DatasetError(problem)
@@ -234,24 +267,26 @@ def header_size(path: Path) -> tuple[int, int]:
 
 
 def resize_nearest(ids: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Class ids (0..255) resized to (height, width) with nearest neighbour: no new ids appear."""
-    image = Image.fromarray(ids.astype(np.uint8))
+    """Class ids resized to (height, width) with nearest neighbour: no new ids appear (32-bit,
+    so that values above 255 do not wrap around)."""
+    image = Image.fromarray(ids.astype(np.int32))
     return np.asarray(image.resize((size[1], size[0]), Image.NEAREST)).astype(np.int64)
 
 
-def survey_masks(paths: list[Path]) -> Survey:
+def survey_masks(paths: list[Path], palette: str = "auto") -> Survey:
     """The values of every undeclared mask (read once per file version; unreadable ones skipped,
-    since loading them reports the error with the file's name)."""
+    since loading them reports the error with the file's name); `palette`: the set's reading
+    of palette masks (mask_files.read_mask)."""
     survey = Survey()
     for path in paths:
         try:
             stat = os.stat(path)
         except OSError:
             continue
-        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        key = (str(path), stat.st_mtime_ns, stat.st_size, palette)
         if key not in _SURVEY_CACHE:
             try:
-                _SURVEY_CACHE[key] = MaskSummary.of(read_mask(path))
+                _SURVEY_CACHE[key] = MaskSummary.of(read_mask(path, palette=palette))
             except DatasetError:
                 _SURVEY_CACHE[key] = None
         summary = _SURVEY_CACHE[key]

@@ -134,13 +134,12 @@ def test_jpeg_masks_are_snapped_to_the_declared_values(tmp_path):
         agree = (ds[index][1] == truth[index][1]).float().mean().item()
         assert agree > 0.98  # snapping recovers the labels up to a few edge pixels
     ds.verify()
-    # declaring values the file does not hold (0/1 for 0/255 masks) fails on the far pixels
-    wrong = build_dataset("folder", "all", root=root, classes={"background": 0, "foreground": 1})
+    # declaring values the file does not hold (0/128 for 0/255 masks) fails on the far pixels, when built
     with pytest.raises(DatasetError, match=r"case_00\.jpg is lossy \(JPEG\) and \d+ of its 768 pixels "
                                            r"\(\d+\.\d %\) are more than 48 levels from every declared value"):
-        wrong[0]
+        build_dataset("folder", "all", root=root, classes={"background": 0, "foreground": 128})
     # without a declaration a JPEG mask stops the build, with the values to declare
-    with pytest.raises(DatasetError, match=r"is a JPEG .*\n.*\"background\": 0, \"foreground\": 255"):
+    with pytest.raises(DatasetError, match=r"is stored lossily \(JPEG; 4 such masks\).*\n.*\"background\": 0, \"foreground\": 255"):
         build_dataset("folder", "all", root=root)
 
 

@@ -31,7 +31,8 @@ from datasets.base import IGNORE_INDEX, DatasetError
 from datasets.declaration import as_json, load_declaration, show_value
 from datasets.folder import select_split, split_names
 from datasets.mask_encoding import MaskEncoder
-from datasets.mask_files import MASK_SUFFIXES, read_mask
+from datasets.mask_files import MASK_SUFFIXES, palette_reading, read_mask
+from datasets.mask_scan import scan_headers
 from datasets.pairing import IMAGE_SUFFIXES, match_files
 from datasets.suggest import MaskSummary, Survey, misreading
 
@@ -59,6 +60,7 @@ class Report:
     split_sizes: dict = field(default_factory=dict)  # split -> pairs
     far_pixels: int = 0
     lossy_masks: int = 0
+    lossy_encodings: Counter = field(default_factory=Counter)
     problems: list = field(default_factory=list)
     advice: str = ""
 
@@ -79,11 +81,12 @@ def inspect(root: Path, options: dict, progress: bool = True) -> Report:
                                    f"{', '.join(p.name for p in files[:SHOWN_FILES])}")
     splits = _split_members(root, matching.pairs, image_dir, report)
     encoder = MaskEncoder(declaration) if declaration.declares_classes else None
+    palette = palette_reading(scan_headers([mask for _, mask in matching.pairs]))  # as the data set reads them
     per_mask: dict = {}  # mask -> Counter(class id or raw value -> pixels)
     for image_path, mask_path in tqdm(matching.pairs, desc="reading", unit="pair", disable=not progress):
         image_size = _read_image(image_path, report)
         try:
-            raw = read_mask(mask_path, colours=encoder is not None and encoder.colour)
+            raw = read_mask(mask_path, colours=encoder is not None and encoder.colour, palette=palette)
         except DatasetError as err:
             report.problems.append(str(err))
             continue
@@ -92,6 +95,8 @@ def inspect(root: Path, options: dict, progress: bool = True) -> Report:
         summary = MaskSummary.of(raw)
         report.survey.add(mask_path, summary)
         report.lossy_masks += raw.lossy
+        if raw.lossy:
+            report.lossy_encodings[raw.format] += 1
         if image_size is not None and raw.size != image_size:
             report.mismatched.append((mask_path, raw.size[::-1], image_size[::-1]))
         if encoder is None:
@@ -179,8 +184,8 @@ def format_report(report: Report) -> str:
         lines.append(f"masks whose size differs from their image: {len(report.mismatched)}"
                      + (" (resized to it: resize_masks)" if report.mismatched and report.resize_masks else ""))
     if report.lossy_masks:
-        lines.append(f"lossy (JPEG) masks: {report.lossy_masks}; pixels snapped from farther than the "
-                     f"snap distance: {report.far_pixels}")
+        lines.append(f"lossy masks: {report.lossy_masks} ({_counts(report.lossy_encodings)}); pixels snapped "
+                     f"from farther than the snap distance: {report.far_pixels}")
     lines += _value_lines(report.survey)
     if report.classes and report.split_counts:
         lines += _class_lines(report)
