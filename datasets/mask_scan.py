@@ -55,7 +55,7 @@ def snapping_report(masks: list[Path], headers: list[MaskHeader | None], encoder
     what = ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
     if snap_all and len(chosen) > sum(kinds.values()):
         what = ", ".join(filter(None, [what, f"{len(chosen) - sum(kinds.values())} lossless (snap: true)"]))
-    edges = " and not on an edge ramp" if snap_all else ""
+    edges = " (lossless masks: off the edge ramps)" if snap_all else ""
     return (f"folder {split}: {len(chosen)} mask(s) snapped to the declared values ({what}); {far} of their "
             f"{total} pixels ({100 * far / max(total, 1):.3f} %) were farther than "
             f"{encoder.declaration.snap_distance} levels from every declared value{edges}")
