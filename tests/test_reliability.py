@@ -343,13 +343,16 @@ def test_checkpoints_of_another_model_or_class_count_say_which(tmp_path, trained
 # ---------------------------------------------------------------- bad data
 
 def make_folder_data(root: Path, bad: dict) -> Path:
-    """A `folder` data set of 8 good 32x32 samples plus the named bad ones."""
+    """A `folder` data set of 8 good 32x32 samples plus the named bad ones, in train; val holds 2 other
+    good samples and a copy of each bad one (`<stem>_val`: split lists must not share a stem)."""
     rng = np.random.default_rng(0)
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
     (root / "classes.txt").write_text("background\nthing\nother\n")
     stems = [f"good{i}" for i in range(8)] + list(bad)
-    for stem in stems:
+    val_stems = ["val0", "val1"] + [f"{stem}_val" for stem in bad]
+    bad = {**bad, **{f"{stem}_val": kind for stem, kind in bad.items()}}
+    for stem in stems + val_stems:
         Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(root / "images" / f"{stem}.png")
         Image.fromarray(rng.integers(0, 3, (32, 32), dtype=np.uint8), mode="L").save(root / "masks" / f"{stem}.png")
     for stem, kind in bad.items():
@@ -362,7 +365,7 @@ def make_folder_data(root: Path, bad: dict) -> Path:
             Image.fromarray(np.full((32, 32), 7, np.uint8), mode="L").save(root / "masks" / f"{stem}.png")
     (root / "splits").mkdir()
     (root / "splits" / "train.txt").write_text("\n".join(stems))
-    (root / "splits" / "val.txt").write_text("\n".join(stems[:2] + list(bad)))
+    (root / "splits" / "val.txt").write_text("\n".join(val_stems))
     return root
 
 
