@@ -78,23 +78,6 @@ class Backbone(nn.Module):
                 else nn.Sequential(*(self.get_submodule(name) for name in names))
                 for names in self.stage_names]
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Checkpoints written before the backbone kept its modules' names hold `stages.i.j.*`
-        # (stage i as an nn.Sequential of its modules) or `stages.i.*` (a one-module stage):
-        # read them under today's names, so that old runs still resume and evaluate.
-        legacy = prefix + "stages."
-        for key in [k for k in state_dict if k.startswith(legacy)]:
-            stage, _, rest = key[len(legacy):].partition(".")
-            try:
-                names = self.stage_names[int(stage)]
-                if len(names) > 1:
-                    index, _, rest = rest.partition(".")
-                    names = [names[int(index)]]
-            except (ValueError, IndexError):
-                continue  # not a key of ours then or now: strict loading reports it
-            state_dict[f"{prefix}{names[0]}.{rest}"] = state_dict.pop(key)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
 
 # ---------------------------------------------------------------- weights
 

@@ -31,10 +31,9 @@ class InputNorm:
         return {"mean": list(self.mean), "std": list(self.std), "pixel_range": self.pixel_range, "bgr": self.bgr}
 
     @classmethod
-    def from_dict(cls, record: dict | None) -> "InputNorm":
-        """The normalisation a checkpoint records; checkpoints from before it was recorded used ImageNet's."""
-        if record is None:
-            return IMAGENET
+    def from_dict(cls, record: dict) -> "InputNorm":
+        """The normalisation a checkpoint records (utils.checkpoint.migrate fills it in for
+        checkpoints from before it was recorded)."""
         return cls(tuple(record["mean"]), tuple(record["std"]), float(record["pixel_range"]), bool(record["bgr"]))
 
     def unit_mean_std(self) -> tuple[list[float], list[float]]:

@@ -9,6 +9,7 @@ import models
 from models import backbones
 from models.backbones import build_backbone, list_backbones, weight_path, weight_url
 from models.layers import PaddedConv2d
+from utils.checkpoint import migrate
 
 # torchvision's documented ImageNet parameter counts (the `num_params` of each
 # IMAGENET1K_V1 weight entry, shown in torchvision's model documentation).
@@ -239,7 +240,10 @@ def test_checkpoints_with_the_former_stage_keys_still_load():
         new = next((n + key[len(o):] for o, n in former if key.startswith(o)), key)
         old[new] = value
     assert sum(key.startswith("backbone.stages.") for key in old) > 100
+    # utils.checkpoint.migrate renames them as load_checkpoint reads a version-1 file
+    migrated = migrate({"format": "semseg-checkpoint-v1", "model": "psp_net", "num_classes": 3,
+                        "model_kwargs": {"backbone": "resnet18", "width": 8}, "state_dict": old})
     target = models.build_model("psp_net", 3, backbone="resnet18", width=8)
-    target.load_state_dict(old, strict=True)
+    target.load_state_dict(migrated["state_dict"], strict=True)
     for (key, value), (other, loaded) in zip(source.state_dict().items(), target.state_dict().items()):
         assert key == other and torch.equal(value, loaded), key

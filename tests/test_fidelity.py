@@ -19,7 +19,7 @@ import predict as predict_script
 from models import backbones
 from models.backbones import build_backbone, weight_path
 from models.input_norm import CAFFE_VGG, IMAGENET, InputNorm, input_norm_of
-from utils.checkpoint import load_checkpoint
+from utils.checkpoint import load_checkpoint, migrate
 from utils.cli import parse_config
 from utils.engine import TrainConfig, Trainer
 from utils.inference import InferenceConfig, predict_logits
@@ -136,7 +136,8 @@ def test_caffe_normalisation_is_bgr_0_255_minus_the_means_and_round_trips():
     torch.testing.assert_close(image.as_subclass(torch.Tensor), expected.expand(3, 2, 2), atol=1e-3, rtol=0)
     assert torch.equal(CAFFE_VGG.denormalize(image), rgb)
     assert InputNorm.from_dict(CAFFE_VGG.to_dict()) == CAFFE_VGG
-    assert InputNorm.from_dict(None) == IMAGENET  # checkpoints written before it was recorded
+    # checkpoints written before it was recorded: their networks all took ImageNet's
+    assert InputNorm.from_dict(migrate({"format": "semseg-checkpoint-v1"})["input_norm"]) == IMAGENET
 
 
 def _shapes_config(tmp_path, **overrides) -> TrainConfig:

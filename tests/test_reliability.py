@@ -46,6 +46,8 @@ DRIVER = r"""
 import os, runpy, sys, time
 sys.path.insert(0, os.environ["REPO"])
 import utils.engine as engine
+import utils.trainer as trainer_module
+import utils.losses as losses
 hook, at, marker = os.environ["HOOK"], int(os.environ["HOOK_AT"]), os.environ["HOOK_MARKER"]
 
 def pause():
@@ -53,12 +55,12 @@ def pause():
     time.sleep(300)
 
 if hook == "after_save":
-    save = engine.save_checkpoint
+    save = trainer_module.save_checkpoint
     def hooked_save(state, path):
         save(state, path)
         if state["iteration"] == at and os.path.basename(path) == "last.pth":
             pause()
-    engine.save_checkpoint = hooked_save
+    trainer_module.save_checkpoint = hooked_save
 elif hook == "mid_write":
     replace, writes = os.replace, [0]
     def hooked_replace(src, dst):
@@ -69,12 +71,12 @@ elif hook == "mid_write":
         return replace(src, dst)
     os.replace = hooked_replace
 elif hook == "slow":
-    forward = engine.SegmentationLoss.forward
+    forward = losses.SegmentationLoss.forward
     def slow_forward(self, *args):
         open(marker, "a").close()
         time.sleep(at / 1000)
         return forward(self, *args)
-    engine.SegmentationLoss.forward = slow_forward
+    losses.SegmentationLoss.forward = slow_forward
 sys.argv = [sys.argv[1]] + sys.argv[2:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """

@@ -39,6 +39,10 @@ def test_amp_on_the_cpu_warns_only_where_bf16_is_emulated(tmp_path, monkeypatch,
 HOST_SYNCS = ("item", "tolist", "__bool__", "__int__", "__float__", "cpu", "numpy")
 
 
+# The modules that run in each training step.
+ENGINE_FILES = ("utils/engine.py", "utils/trainer.py", "utils/losses.py", "utils/run_state.py")
+
+
 def test_the_training_loop_syncs_with_the_host_only_at_log_intervals(tmp_path, monkeypatch):
     # On a GPU each of these calls waits for the device. Count those made from the
     # engine, the loss or a model while training (validation is switched off here).
@@ -52,7 +56,7 @@ def test_the_training_loop_syncs_with_the_host_only_at_log_intervals(tmp_path, m
         def spy(self, *args, _original=getattr(torch.Tensor, name), _name=name, **kwargs):
             frame = sys._getframe(1)
             where = frame.f_code.co_filename.replace("\\", "/")
-            if where.endswith(("utils/engine.py", "utils/losses.py")) or "/models/" in where:
+            if where.endswith(ENGINE_FILES) or "/models/" in where:
                 calls.append((_name, where, frame.f_lineno, trainer.state.iteration))
             return _original(self, *args, **kwargs)
         monkeypatch.setattr(torch.Tensor, name, spy)

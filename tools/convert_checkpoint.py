@@ -32,7 +32,7 @@ import torch
 import datasets
 from models import deeplab, psp_net
 from models.input_norm import IMAGENET
-from utils.checkpoint import CheckpointError, save_checkpoint
+from utils.checkpoint import CheckpointError, make_checkpoint, provenance, save_checkpoint
 from utils.engine import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,21 +71,12 @@ def fill_counters(converted: dict, model: torch.nn.Module) -> dict:
 def our_checkpoint(model_name: str, model_kwargs: dict, model: torch.nn.Module, dataset: str,
                    cfg: TrainConfig, source: dict) -> dict:
     data = datasets.dataset_class(dataset)
-    return {
-        "model": model_name,
-        "model_kwargs": model_kwargs,
-        "num_classes": len(data.classes),
-        "input_norm": IMAGENET.to_dict(),  # both sources: ImageNet mean / std on RGB (theirs: x 255 on 0..255)
-        "dataset": dataset,
-        "dataset_kwargs": {},
-        "classes": list(data.classes),
-        "palette": [list(c) for c in data.palette],
-        "state_dict": model.state_dict(),
-        "iteration": 0,
-        "metrics": {},
-        "config": dataclasses.asdict(cfg),
-        "converted_from": source,
-    }
+    return make_checkpoint(
+        model=model_name, model_kwargs=model_kwargs, num_classes=len(data.classes),
+        input_norm=IMAGENET.to_dict(),  # both sources: ImageNet mean / std on RGB (theirs: x 255 on 0..255)
+        dataset=dataset, dataset_kwargs={}, classes=data.classes, palette=data.palette,
+        state_dict=model.state_dict(), config=dataclasses.asdict(cfg), provenance=provenance(),
+        converted_from=source)
 
 
 def convert_semseg_pspnet(src: Path, dataset_flag: str) -> dict:

@@ -2,10 +2,16 @@
 
 A checkpoint holds everything needed to rebuild the model with no other
 input (model name and options, class count, data set, class names and
-palette) and to resume training exactly (optimiser, schedule, scaler,
-iteration, best score, RNG states, config), and says what produced it
-(`provenance`: git commit, dirty tree, library versions). Beside the
-checkpoints, each run folder holds `config.json` (`write_run_config`).
+palette, input normalisation) and, when training wrote it, to resume
+exactly (optimiser, schedule, scaler, iteration, best score, RNG states,
+callbacks' state, config), and says what produced it (`provenance`: git
+commit, dirty tree, library versions). Beside the checkpoints, each run
+folder holds `config.json` (`write_run_config`).
+
+The layout is versioned (`VERSION`). `make_checkpoint` is its one writer
+(the engine and tools/convert_checkpoint.py both use it), and
+`load_checkpoint` passes every file through `migrate`, which reads each
+older layout this project wrote, so no other code needs fallbacks.
 """
 from __future__ import annotations
 
@@ -21,11 +27,39 @@ from pathlib import Path
 import torch
 from torch import nn
 
-FORMAT = "semseg-checkpoint-v1"
+FORMAT = "semseg-checkpoint"
+VERSION = 2
+# Version 1 (November-December 2026) named its version in the format and recorded less:
+# see `migrate`.
+FORMAT_V1 = "semseg-checkpoint-v1"
+
+# What training adds, so that a run resumes exactly; a converted checkpoint has none of it.
+TRAINING_KEYS = ("optimizer", "scheduler", "scaler", "best_score", "best_iteration", "best_metrics",
+                 "world_size", "data_position", "validation_pending", "nonfinite_run", "rng", "extra",
+                 "callbacks")
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, unreadable, or not one of ours; the message says which."""
+
+
+def make_checkpoint(*, model: str, model_kwargs: dict, num_classes: int, input_norm: dict, dataset: str,
+                    dataset_kwargs: dict, classes: list, palette: list, state_dict: dict, config: dict,
+                    iteration: int = 0, metrics: dict | None = None, provenance: dict | None = None,
+                    training: dict | None = None, converted_from: dict | None = None) -> dict:
+    """A checkpoint of the current layout. `training` holds exactly `TRAINING_KEYS` (the engine's
+    checkpoints) or is None (a converted one, which eval.py and predict.py take alike)."""
+    if training is not None and set(training) != set(TRAINING_KEYS):
+        raise ValueError(f"training state: missing {sorted(set(TRAINING_KEYS) - set(training))}, "
+                         f"unknown {sorted(set(training) - set(TRAINING_KEYS))}")
+    state = {"format": FORMAT, "version": VERSION, "model": model, "model_kwargs": dict(model_kwargs),
+             "num_classes": num_classes, "input_norm": input_norm, "dataset": dataset,
+             "dataset_kwargs": dict(dataset_kwargs), "classes": list(classes),
+             "palette": [list(c) for c in palette], "state_dict": state_dict, "iteration": iteration,
+             "metrics": metrics or {}, "config": config, "provenance": provenance or {}}
+    if converted_from is not None:
+        state["converted_from"] = converted_from
+    return {**state, **(training or {})}
 
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
@@ -34,7 +68,7 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
     A crash at any moment leaves either the previous file or the new one,
     never a half-written file under `path`.
     """
-    _write_atomically(path, lambda f: torch.save({"format": FORMAT, **state}, f))
+    _write_atomically(path, lambda f: torch.save({"format": FORMAT, "version": VERSION, **state}, f))
 
 
 def _write_atomically(path: str | os.PathLike, write, what: str = "checkpoint") -> None:
@@ -80,11 +114,75 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CheckpointError(f"cannot read checkpoint {path}: the file is truncated, corrupt or not a "
                               f"PyTorch file ({type(err).__name__}: {first})") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+    if not isinstance(state, dict) or state.get("format") not in (FORMAT, FORMAT_V1):
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{path} is not a checkpoint of this repository (format {found!r}, "
                               f"expected {FORMAT!r})")
+    return migrate(state, path)
+
+
+def migrate(state: dict, path: str | os.PathLike = "checkpoint") -> dict:
+    """`state` in the current layout, whichever layout of this project wrote it.
+
+    Version 1 lacked, in its earlier files: `input_norm` (every network then took
+    ImageNet's), `provenance`, `extra`, `data_position`, `world_size`,
+    `nonfinite_run`, `validation_pending`, `callbacks`, and the config fields
+    `val_protocol`, `val_long_side`, `val_mirror_margin`; and its backbones stored
+    their weights as `stages.i[.j].*` instead of torchvision's module names.
+    Each missing value is the one its writer behaved as.
+    """
+    from models.input_norm import IMAGENET
+
+    version = state.get("version", 1 if state.get("format") == FORMAT_V1 else None)
+    if not isinstance(version, int) or version > VERSION:
+        raise CheckpointError(f"{path} has checkpoint layout version {version!r}; this code reads versions "
+                              f"1..{VERSION} (a newer checkout of the repository wrote it?)")
+    if version == VERSION:
+        return state
+    state = dict(state, format=FORMAT, version=VERSION)
+    state.setdefault("input_norm", IMAGENET.to_dict())
+    state.setdefault("provenance", {})
+    state.setdefault("metrics", {})
+    state["config"] = {"val_protocol": "default", "val_long_side": 0, "val_mirror_margin": 0,
+                       **state.get("config", {})}
+    if "optimizer" in state:  # written by training: what a resume reads
+        for key, value in (("extra", {}), ("callbacks", {}), ("data_position", None), ("world_size", 1),
+                           ("nonfinite_run", 0), ("validation_pending", False)):
+            state.setdefault(key, value)
+    if "state_dict" in state and any(".stages." in key or key.startswith("stages.") for key in state["state_dict"]):
+        state["state_dict"] = _rename_stage_keys(state)
     return state
+
+
+def _rename_stage_keys(state: dict) -> dict:
+    """Version 1's backbone keys under today's names: `stages.i.j.*` (stage i an nn.Sequential
+    of its modules) or `stages.i.*` (a one-module stage) become the modules' own names. The
+    model is built on the meta device only to read each backbone's `stage_names`."""
+    import models
+    from models.backbones import Backbone
+
+    try:
+        with torch.device("meta"):
+            model = models.build_model(state["model"], state["num_classes"], pretrained=False,
+                                       **state.get("model_kwargs", {}))
+    except Exception:  # not a model of ours: model_from_checkpoint reports it
+        return state["state_dict"]
+    renamed = dict(state["state_dict"])
+    for prefix, module in model.named_modules():
+        if not isinstance(module, Backbone):
+            continue
+        legacy = f"{prefix}.stages." if prefix else "stages."
+        for key in [k for k in renamed if k.startswith(legacy)]:
+            stage, _, rest = key[len(legacy):].partition(".")
+            try:
+                names = module.stage_names[int(stage)]
+                if len(names) > 1:
+                    index, _, rest = rest.partition(".")
+                    names = [names[int(index)]]
+            except (ValueError, IndexError):
+                continue  # not a key of ours then or now: strict loading reports it
+            renamed[f"{legacy[:-len('stages.')]}{names[0]}.{rest}"] = renamed.pop(key)
+    return renamed
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -165,10 +165,9 @@ def check_inference_args(parser: argparse.ArgumentParser, args: argparse.Namespa
 
 def inference_config(args: argparse.Namespace, train_config: dict, program: str) -> InferenceConfig:
     """The checkpoint's validation settings, overridden by the flags."""
-    margin = train_config.get("val_mirror_margin", 0) if args.mirror_margin is None else args.mirror_margin
-    # Checkpoints from before the protocol was recorded validated with the default one.
-    protocol = args.protocol or train_config.get("val_protocol", "default")
-    long_side = train_config.get("val_long_side", 0) if args.long_side is None else args.long_side
+    margin = train_config["val_mirror_margin"] if args.mirror_margin is None else args.mirror_margin
+    protocol = args.protocol or train_config["val_protocol"]
+    long_side = train_config["val_long_side"] if args.long_side is None else args.long_side
     tile = args.tile or train_config["val_tile"]
     # The authors' stride follows the crop, whatever stride the checkpoint's own validation used.
     default_stride = semseg_stride(tile) if protocol == "semseg" else train_config["val_stride"]
@@ -189,8 +188,8 @@ def precision(args: argparse.Namespace, train_config: dict, device: torch.device
     flags. With channels_last, `model` is converted in place, as the engine converts it.
     The dtype follows the engine's own rule (`runtime.autocast_dtype`), so that eval.py
     reproduces the run's validation."""
-    amp = train_config.get("amp", False) if args.amp is None else args.amp
-    channels_last = train_config.get("channels_last", False) if args.channels_last is None else args.channels_last
+    amp = train_config["amp"] if args.amp is None else args.amp
+    channels_last = train_config["channels_last"] if args.channels_last is None else args.channels_last
     if channels_last:
         model.to(memory_format=torch.channels_last)
     return channels_last, autocast_dtype(device) if amp else None
@@ -198,7 +197,7 @@ def precision(args: argparse.Namespace, train_config: dict, device: torch.device
 
 def input_norm(state: dict) -> InputNorm:
     """The pixel normalisation the checkpoint's model was trained with."""
-    return InputNorm.from_dict(state.get("input_norm"))
+    return InputNorm.from_dict(state["input_norm"])
 
 
 def base_size(args: argparse.Namespace, train_config: dict) -> int:

@@ -1,0 +1,438 @@
+"""The training loop: `Trainer(cfg).fit()` builds a run from a `TrainConfig` and trains it.
+
+utils/engine.py's `run(cfg)` is how a script calls it; a script that changes what the
+engine builds subclasses `Trainer` (docs/extending.md).
+"""
+from __future__ import annotations
+
+import dataclasses
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+import config
+import datasets
+import models
+from models.input_norm import InputNorm, input_norm_of
+
+from . import runtime
+from .binary_metrics import BINARY_KEYS, format_binary
+from .checkpoint import CheckpointError, load_checkpoint, make_checkpoint, provenance, save_checkpoint, unwrap, \
+    write_run_config
+from .class_weights import compute_class_weights, format_weights
+from .data import ResumableBatchSampler, eval_loader, train_loader
+from .faults import NonFiniteGuard, StopSignals, check_free_space, checkpoint_bytes, finite_weights
+from .inference import evaluate
+from .losses import SegmentationLoss
+from .optim import build_optimizer, param_groups, poly_lr
+from .run_setup import check_batch_size, choose_autocast_dtype, init_from, place_model, prepare_run_dir
+from .run_state import RunState, StopRun, data_position
+from .runtime import pick_device, rng_state, seed_everything, set_rng_state
+from .train_config import TrainConfig
+from .transforms import eval_transforms, train_transforms
+from .visualize import TensorBoardLogger, progress_bar
+from .weight_map import UNetBorderWeights
+
+
+class Trainer:
+    """Builds a run from a `TrainConfig` and trains it: `Trainer(cfg).fit()`.
+
+    Extension points. Subclass and override one of these, then call
+    `run(cfg, trainer=YourTrainer)`; everything else (resume, DDP, AMP,
+    checkpoints, faults, logging) keeps working:
+
+    - `build_model()` -> the network (default: --model from the registry);
+    - `build_transforms(norm)` -> (train, val) joint transforms of (image, mask);
+    - `build_loss(class_weights)` -> a module called as
+      `loss(outputs, targets, pixel_weights)` (outputs: the model's dict) that
+      returns a scalar; class_weights is None or a tensor with one per class;
+    - `param_groups(model)` -> the optimiser's parameter groups (dicts whose
+      "lr" the poly schedule scales);
+    - `build_optimizer(groups)` -> a torch optimiser;
+    - `after_step(loss)` -> called after every optimiser step with the step's
+      loss (a device tensor: reading it with .item() costs a GPU sync);
+      `self.state.iteration` is the step's number;
+    - `extra_state()` / `load_extra_state(state)` -> what a subclass keeps
+      across a resume (an EMA of the weights, say): a dict of tensors and
+      plain values, saved in every checkpoint under "extra".
+
+    The loop itself (`fit`) is: validate if a signal interrupted the last one,
+    then `train_step` per batch, logging, fault checks, and `validate_and_save`
+    every --val-every iterations.
+    """
+
+    def __init__(self, cfg: TrainConfig, default_name: str = "run") -> None:
+        cfg.validate()
+        self.cfg = cfg
+        self.device = pick_device(cfg.device)
+        runtime.init_distributed(self.device.type)
+        self.is_main = runtime.is_main()
+        self.run_dir = Path(cfg.run_dir) if cfg.run_dir else config.runs_dir() / default_name
+        prepare_run_dir(self.run_dir, cfg.resume, cfg.overwrite)
+        seed_everything(cfg.seed)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+        self.train_set = datasets.build_dataset(cfg.dataset, cfg.train_split, cfg.data_root, None,
+                                                **cfg.dataset_kwargs)
+        self.val_set = datasets.build_dataset(cfg.dataset, cfg.val_split, cfg.data_root, None, **cfg.dataset_kwargs)
+        self.num_classes = self.train_set.num_classes
+        self.model_kwargs = dict(cfg.model_kwargs)
+        if cfg.backbone is not None:
+            self.model_kwargs["backbone"] = cfg.backbone
+        model = self.build_model()
+        self.input_norm = input_norm_of(model)  # the transforms normalise as the backbone expects
+        check_batch_size(model, cfg, self.device, self.model_kwargs)
+        self.train_set.transforms, self.val_set.transforms = self.build_transforms(self.input_norm)
+        self._build_loaders()
+        if cfg.init_from:
+            init_from(model, cfg.init_from, cfg.model, self.num_classes, self.model_kwargs)
+        _, self.model, self.train_model = place_model(model, cfg, self.device)
+
+        class_weights = compute_class_weights(cfg.class_weights, cfg.dataset, self.train_set, cfg.dataset_kwargs)
+        if class_weights is not None and self.is_main:
+            print(format_weights(cfg.class_weights, class_weights, self.train_set.classes))
+        self.criterion = self.build_loss(class_weights).to(self.device)
+        try:
+            self.optimizer = self.build_optimizer(self.param_groups(model))
+        except ValueError as err:
+            raise SystemExit(f"{cfg.model}: {err}") from None
+        if self.is_main:
+            slots = 2 if cfg.optimizer == "adamw" else int(cfg.momentum != 0)
+            check_free_space(self.run_dir, checkpoint_bytes(model, slots))
+        self.scheduler = poly_lr(self.optimizer, cfg.iters, cfg.poly_power, cfg.warmup_iters)
+        self.autocast_dtype = choose_autocast_dtype(cfg.amp, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
+        self.guard = NonFiniteGuard(self.optimizer, cfg.max_nonfinite_steps, self.device)
+        self.signals = StopSignals()
+        self.global_batch = cfg.batch_size * runtime.world_size()
+        self.state = RunState()
+        self.provenance = provenance() if self.is_main else {}
+        self.resumed_position: dict | None = None  # where the data order stood in the checkpoint
+        if cfg.resume:
+            self._resume()
+        self.logger = TensorBoardLogger(self.run_dir, enabled=self.is_main)
+        self._bar = None
+        self._reset_log_window()
+        if self.is_main:
+            write_run_config(self.run_dir, dataclasses.asdict(cfg), self.provenance, self.state.iteration)
+            self.logger.config({**dataclasses.asdict(cfg), **self.provenance}, self.state.iteration)
+
+    # ------------------------------------------------------------ extension points
+
+    def build_model(self) -> nn.Module:
+        """The network: any module mapping images [N, 3, H, W] to {'out': logits[N, C, H, W]} (plus
+        'aux' in training where it has one). A model from elsewhere is saved under --model's name,
+        so eval.py can only rebuild models of the registry."""
+        return models.build_model(self.cfg.model, self.num_classes, pretrained=self.cfg.pretrained,
+                                  **self.model_kwargs)
+
+    def build_transforms(self, norm: InputNorm) -> tuple[Callable, Callable]:
+        """(train, val) joint transforms; `norm` is the model's input normalisation."""
+        cfg = self.cfg
+        train = train_transforms(cfg.crop_size, (cfg.scale_min, cfg.scale_max), cfg.hflip, cfg.base_size or None,
+                                 norm, elastic_std=cfg.elastic_std, elastic_grid=cfg.elastic_grid,
+                                 rotate=cfg.rotate, blur=cfg.blur)
+        return train, eval_transforms(cfg.val_base_size or None, norm)
+
+    def build_loss(self, class_weights: torch.Tensor | None) -> nn.Module:
+        """Cross-entropy (ignoring 255) with the class weights, pixel weights and auxiliary term."""
+        return SegmentationLoss(self.train_set.ignore_index, self.cfg.aux_weight, class_weights)
+
+    def param_groups(self, model: nn.Module) -> list[dict]:
+        return param_groups(model, self.cfg.lr, self.cfg.head_lr_mult)
+
+    def build_optimizer(self, groups: list[dict]) -> torch.optim.Optimizer:
+        cfg = self.cfg
+        return build_optimizer(cfg.optimizer, groups, cfg.lr, cfg.momentum, cfg.weight_decay, self.device)
+
+    def after_step(self, loss: torch.Tensor) -> None:
+        """Called after every optimiser step; the default does nothing."""
+
+    def extra_state(self) -> dict:
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        pass
+
+    # ------------------------------------------------------------ setup
+
+    def _build_loaders(self) -> None:
+        cfg = self.cfg
+        pin = self.device.type == "cuda"
+        self.batches = ResumableBatchSampler(len(self.train_set), cfg.batch_size, cfg.seed,
+                                             runtime.rank(), runtime.world_size())
+        pixel_weights = None
+        if cfg.pixel_weights == "unet-border":
+            if not 0 <= cfg.border_class < self.num_classes:
+                raise SystemExit(f"--border-class {cfg.border_class} is not a class of {cfg.dataset} "
+                                 f"(0..{self.num_classes - 1}: {', '.join(self.train_set.classes)})")
+            pixel_weights = UNetBorderWeights(cfg.border_class, cfg.border_w0, cfg.border_sigma,
+                                              self.train_set.ignore_index)
+        self.train_loader = train_loader(self.train_set, self.batches, cfg.workers, pin, cfg.skip_bad_samples,
+                                         pixel_weights=pixel_weights)
+        self.val_loader = eval_loader(self.val_set, cfg.val_batch_size, cfg.workers, pin,
+                                      runtime.rank(), runtime.world_size(), cfg.skip_bad_samples)
+
+    # ------------------------------------------------------------ checkpoints
+
+    def checkpoint_state(self, metrics: dict) -> dict:
+        cfg, s = self.cfg, self.state
+        training = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                    "scaler": self.scaler.state_dict(), "world_size": runtime.world_size(),
+                    # True when a signal stopped the run before this iteration's scheduled validation
+                    **s.checkpoint_fields(validation_pending=not metrics and self._validation_due()),
+                    "nonfinite_run": self.guard.state(), "rng": rng_state(), "extra": self.extra_state(),
+                    "callbacks": {}}
+        return make_checkpoint(
+            model=cfg.model, model_kwargs=self.model_kwargs, num_classes=self.num_classes,
+            input_norm=self.input_norm.to_dict(),  # how eval.py / predict.py must normalise images
+            dataset=cfg.dataset, dataset_kwargs=cfg.dataset_kwargs, classes=self.val_set.classes,
+            palette=self.val_set.palette, state_dict=unwrap(self.model).state_dict(),
+            config=dataclasses.asdict(cfg), iteration=s.iteration, metrics=metrics, provenance=self.provenance,
+            training=training)
+
+    def _resume(self) -> None:
+        # On the CPU: RNG states must stay there, and load_state_dict copies the rest to the device.
+        path = self.run_dir / "last.pth"
+        saved = load_checkpoint(path, map_location="cpu")
+        if saved.get("model") != self.cfg.model:
+            raise CheckpointError(f"--resume: {path} holds model {saved.get('model')!r}, but this run trains "
+                                  f"{self.cfg.model!r}")
+        if saved.get("num_classes") != self.num_classes:
+            raise CheckpointError(f"--resume: {path} has {saved.get('num_classes')} classes, but data set "
+                                  f"{self.cfg.dataset!r} has {self.num_classes}")
+        try:
+            unwrap(self.model).load_state_dict(saved["state_dict"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+        except (RuntimeError, ValueError) as err:
+            raise CheckpointError(f"--resume: {path} does not fit this run's {self.cfg.model!r} (options "
+                                  f"{self.model_kwargs}; the checkpoint's: {saved.get('model_kwargs')}): "
+                                  f"{str(err).splitlines()[0]}") from None
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.scaler.load_state_dict(saved["scaler"])
+        self.guard.load_state(saved["nonfinite_run"])
+        self.load_extra_state(saved["extra"])
+        self.state = RunState.from_checkpoint(saved)
+        self.resumed_position = saved["data_position"]
+        if runtime.is_main():
+            set_rng_state(saved["rng"])  # rank 0's; the checkpoint holds no other
+        else:
+            seed_everything(self.cfg.seed + runtime.rank() + 1_000_003 * self.state.iteration)
+        saved_world, saved_batch = saved["world_size"], saved["config"]["batch_size"]
+        if self.is_main and (saved_world, saved_batch) != (runtime.world_size(), self.cfg.batch_size):
+            print(f"note: the checkpoint was written by {saved_world} process(es) at batch size {saved_batch} "
+                  f"per process; continuing with {runtime.world_size()} x {self.cfg.batch_size} (iteration, "
+                  f"LR schedule and epoch position carry over)")
+        if self.is_main:
+            print(f"resumed from {path} at iteration {self.state.iteration}")
+
+    def _data_position(self) -> tuple[int, int]:
+        return data_position(self.state.iteration, self.resumed_position, self.global_batch, len(self.batches))
+
+    # ------------------------------------------------------------ the loop
+
+    def fit(self) -> dict:
+        """Train to --iters and return the best validation metrics. A stop (signal, non-finite
+        steps) closes the logs and progress display and exits with its status."""
+        with self.signals:  # SIGINT / SIGTERM: stop cleanly after the current step
+            try:
+                return self._train()
+            except StopRun as stop:
+                if self.is_main:
+                    print(stop, file=sys.stderr, flush=True)
+                self._close()
+                raise SystemExit(stop.code) from None
+
+    def _train(self) -> dict:
+        cfg, s = self.cfg, self.state
+        self.train_model.train()
+        self.batches.set_position(*self._data_position())
+        s.epoch, s.epoch_samples = self.batches.epoch, self.batches.start * self.global_batch
+        if self.is_main:
+            print(f"training {cfg.model} on {cfg.dataset} ({len(self.train_set)} train / {len(self.val_set)} "
+                  f"{cfg.val_split} images) on {self.device} x{runtime.world_size()} (batch {cfg.batch_size} per "
+                  f"process, {self.global_batch} per step), run folder {self.run_dir}", flush=True)
+        self._bar = progress_bar(cfg.iters, "train", show=self.is_main, bars=cfg.progress, initial=s.iteration)
+        self._reset_log_window()
+        if s.validation_pending:
+            self.validate_and_save()
+        while s.iteration < cfg.iters:
+            for batch in self.train_loader:
+                loss = self.train_step(batch)
+                self.after_step(loss)
+                self._bar.update(1)
+                self._running_loss += loss
+                if s.iteration % cfg.log_every == 0 or s.iteration == cfg.iters:
+                    self._log()
+                validating = self._validation_due()
+                self._check_faults(sync=validating or s.iteration % cfg.log_every == 0)
+                if validating:
+                    self.validate_and_save()
+                if s.iteration >= cfg.iters:
+                    break
+            self.batches.set_position(self.batches.epoch + 1, 0)
+            s.epoch, s.epoch_samples = self.batches.epoch, 0
+        self._finish()
+        return s.best_metrics
+
+    def train_step(self, batch: tuple) -> torch.Tensor:
+        """One optimiser step on a batch from the train loader: (images, masks[, pixel weights]).
+        Returns the loss as a detached device tensor, without a host sync."""
+        cfg, device = self.cfg, self.device
+        images, targets, *pixel_weights = batch  # pixel weights with --pixel-weights
+        images = images.to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
+        weights = pixel_weights[0].to(device, non_blocking=True) if pixel_weights else None
+        if cfg.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            loss = self.criterion(self.train_model(images), targets, weights)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.scaler.is_enabled():  # fp16: the loss scaler skips steps with inf/NaN gradients
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.guard.step(loss, self.state.iteration + 1)
+        self.scheduler.step()
+        self.state.iteration += 1
+        self.state.epoch_samples += self.global_batch
+        return loss.detach()
+
+    def _validation_due(self) -> bool:
+        it = self.state.iteration
+        return it % self.cfg.val_every == 0 or it == self.cfg.iters
+
+    def _reset_log_window(self) -> None:
+        """Start a log interval: its losses are summed on the device, its time excludes validation."""
+        self._running_loss = torch.zeros((), device=self.device)
+        self._window_start, self._window_first = time.perf_counter(), self.state.iteration
+
+    def _log(self) -> None:
+        """The mean loss since the last log line (the one host sync per interval), the LR,
+        throughput and, on CUDA, peak memory."""
+        it = self.state.iteration
+        runtime.all_reduce_mean(self._running_loss)  # every rank logs the same figure
+        mean_loss = (self._running_loss / (it - self._window_first)).item()
+        seconds = time.perf_counter() - self._window_start
+        values = {"train/loss": mean_loss, "train/lr": self.optimizer.param_groups[0]["lr"],
+                  "train/images_per_s": (it - self._window_first) * self.global_batch / max(seconds, 1e-9)}
+        if self.device.type == "cuda":
+            values["train/peak_memory_gib"] = torch.cuda.max_memory_allocated(self.device) / 2 ** 30
+        self._bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{values['train/lr']:.2e}")
+        self.logger.scalars(values, it)
+        skipped = self.guard.take_skipped()
+        if skipped and self.is_main:
+            self._bar.write(f"[{it}/{self.cfg.iters}] skipped {skipped} step(s) with a non-finite loss or "
+                            f"gradient since the last log line", file=sys.stderr)
+        self._reset_log_window()
+
+    def validate_and_save(self) -> dict:
+        cfg, s = self.cfg, self.state
+        rows: list = []
+
+        def keep_rows(index, images, targets, predictions, logits):
+            for i in range(images.shape[0]):
+                if len(rows) < cfg.val_images:
+                    rows.append((images[i], targets[i], predictions[i]))
+
+        started = time.perf_counter()
+        metrics = evaluate(unwrap(self.model), self.val_loader, self.num_classes, self.device, cfg.inference(),
+                           self.val_set.ignore_index, on_batch=keep_rows if self.is_main else None,
+                           progress=self.is_main, progress_bars=cfg.progress, channels_last=cfg.channels_last,
+                           autocast_dtype=self.autocast_dtype)
+        if self.is_main:
+            it = s.iteration
+            binary = BINARY_KEYS * ("roc_auc" in metrics)  # two-class data sets: figures of class 1
+            keys = ("acc", "acc_cls", "mean_iu", "fwavacc") + binary
+            self.logger.scalars({f"val/{k}": metrics[k] for k in keys}, it)
+            self.logger.class_iou(metrics["iou"], self.val_set.classes, it)
+            self.logger.prediction_grid(rows, self.val_set.palette, self.input_norm, it)
+            self._bar.write(f"[{it}/{cfg.iters}] val mean_iu {metrics['mean_iu']:.4f} acc {metrics['acc']:.4f} "
+                            f"acc_cls {metrics['acc_cls']:.4f} fwavacc {metrics['fwavacc']:.4f} "
+                            f"({time.perf_counter() - started:.0f} s)")
+            if binary:
+                self._bar.write(f"[{it}/{cfg.iters}] val {format_binary(metrics)}")
+        improved = metrics["mean_iu"] > s.best_score
+        if improved:
+            s.best_score, s.best_iteration, s.best_metrics = metrics["mean_iu"], s.iteration, metrics
+        self._save(metrics, best=improved)
+        self._window_start += time.perf_counter() - started  # validation is not training throughput
+        return metrics
+
+    def _save(self, metrics: dict, best: bool) -> None:
+        """Write last.pth (and best.pth), on the main process only.
+
+        best.pth goes first: a crash between the two writes then leaves last.pth at
+        the previous save, and the resumed run redoes this iteration and rewrites
+        best.pth, instead of last.pth claiming a best.pth that was never written.
+        Weights that went bad are never saved over good ones.
+        """
+        self._stop_if_tripped(runtime.max_over_ranks([self.guard.tripped_at], self.device)[0])
+        if not finite_weights(unwrap(self.model)):
+            raise StopRun(1, f"stopping at iteration {self.state.iteration}: the weights are no longer finite; "
+                             f"{self.run_dir / 'last.pth'} (iteration {self.state.saved_iteration}) is kept as it was")
+        if self.is_main:
+            state = self.checkpoint_state(metrics)
+            if best:
+                save_checkpoint(state, self.run_dir / "best.pth")
+            save_checkpoint(state, self.run_dir / "last.pth")
+        self.state.saved_iteration = self.state.iteration
+        runtime.barrier()
+
+    def _check_faults(self, sync: bool) -> None:
+        """Stop on a signal (after writing last.pth) or after too many non-finite steps in a row.
+
+        Alone, the signal flag is a Python int and is read every step; the non-finite
+        counters are read every step where that is free (see NonFiniteGuard) and else
+        at sync points. Under torchrun both are agreed on by all ranks at sync points
+        only (log intervals and validations, where the loss is synchronised anyway),
+        so that every rank stops at the same iteration.
+        """
+        if runtime.world_size() > 1:
+            if not sync:
+                return
+            signum, tripped = runtime.max_over_ranks([self.signals.received, self.guard.tripped_at], self.device)
+        else:
+            signum = self.signals.received
+            tripped = int(self.guard.tripped_at) if sync or not self.guard.deferred else -1
+        self._stop_if_tripped(tripped)
+        if signum:
+            if self.state.saved_iteration != self.state.iteration:
+                self._save({}, best=False)
+            raise StopRun(128 + signum, f"stopped by {signal.Signals(signum).name} at iteration "
+                                        f"{self.state.iteration}/{self.cfg.iters}; {self.run_dir / 'last.pth'} "
+                                        f"holds it: continue with --resume")
+
+    def _stop_if_tripped(self, tripped: int) -> None:
+        if tripped >= 0:
+            limit = self.cfg.max_nonfinite_steps
+            raise StopRun(1, f"stopping at iteration {self.state.iteration}: {limit} consecutive steps had a "
+                             f"non-finite loss or gradient, iterations {tripped - limit + 1}..{tripped}; they were "
+                             f"skipped, and {self.run_dir / 'last.pth'} (iteration {self.state.saved_iteration}) "
+                             f"is kept as it was. Lower --lr, raise --warmup-iters or check the data, then --resume")
+
+    def _finish(self) -> None:
+        s = self.state
+        if self.is_main:
+            summary = s.best_metrics
+            self.logger.hparams(dataclasses.asdict(self.cfg),
+                                {k: summary[k] for k in ("mean_iu", "acc", "acc_cls", "fwavacc") if k in summary})
+        self._close()
+        if self.is_main:
+            m = s.best_metrics
+            print(f"best mean_iu {s.best_score:.4f} at iteration {s.best_iteration} "
+                  f"(acc {m.get('acc', float('nan')):.4f}, acc_cls {m.get('acc_cls', float('nan')):.4f}, "
+                  f"fwavacc {m.get('fwavacc', float('nan')):.4f}) -> {self.run_dir / 'best.pth'}", flush=True)
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        self.logger.close()
+        runtime.cleanup()
