@@ -27,7 +27,7 @@ def test_engine_trainer_step_updates_weights_and_counts_the_iteration(tmp_path):
 
 
 def test_train_speed_takes_model_options(tmp_path):
-    # The CPU recipe's table (README, "Results on real data") times a width-16 U-Net: the options
+    # The CPU recipe's table (docs/camvid.md) times a width-16 U-Net: the options
     # must reach the measured network: FLOPs grow with the square of the width.
     def gflops(kwargs: str) -> float:
         done = subprocess.run([sys.executable, str(ROOT / "benchmarks/train_speed.py"), "--device", "cpu",

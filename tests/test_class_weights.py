@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import datasets
-from fake_data import make
+from tools.fake_data import make
 from utils import class_weights as cw
 
 # Two hand-made masks, 4 classes (class 3 never occurs), 255 ignored.
@@ -58,7 +58,7 @@ def test_dataset_weights_are_cached(tmp_path, monkeypatch):
 
 
 def test_editing_the_folder_declaration_recomputes_the_cached_counts(tmp_path):
-    from fake_data import make_own_folder
+    from tools.fake_data import make_own_folder
 
     root = make_own_folder(tmp_path / "own", n=4)
     cache = tmp_path / "cache"

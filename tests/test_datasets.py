@@ -1,4 +1,4 @@
-"""Every data set on a fake copy in its real layout (tests/fake_data.py), plus the real
+"""Every data set on a fake copy in its real layout (tools/fake_data.py), plus the real
 CamVid and ISBI 2012 copies in ../shared/data when present."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from datasets import DatasetError, build_dataset
 from datasets.camvid import CamVid
 from datasets.cityscapes import Cityscapes
 from datasets.folder import default_split
-import fake_data
+from tools import fake_data
 from conftest import SHARED_DATA
 
 N = 3

@@ -12,7 +12,7 @@ from torch import nn
 import datasets
 import eval as eval_script
 import predict as predict_script
-from fake_data import make
+from tools.fake_data import make
 from utils.checkpoint import load_checkpoint
 from utils.data import eval_loader
 from utils.engine import TrainConfig, Trainer

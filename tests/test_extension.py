@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from fake_data import make
+from tools.fake_data import make
 from utils.checkpoint import load_checkpoint
 import runs
 from utils.engine import Trainer, run

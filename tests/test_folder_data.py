@@ -16,7 +16,7 @@ from PIL import Image
 import eval as eval_script
 from datasets import DatasetError, build_dataset
 from datasets.mask_files import read_mask
-from fake_data import make_own_folder
+from tools.fake_data import make_own_folder
 from tools import inspect_data
 from utils.engine import TrainConfig, Trainer
 from utils.metrics import ConfusionMatrix

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import datasets
-from fake_data import make
+from tools.fake_data import make
 from utils.data import ResumableBatchSampler, train_loader
 from utils.transforms import train_transforms
 from utils.losses import SegmentationLoss

@@ -20,7 +20,7 @@ from PIL import Image
 import eval as eval_script
 import models
 import predict as predict_script
-from fake_data import make
+from tools.fake_data import make
 from models import psp_net
 from models.backbones import SEMSEG_DRIVE_URL, build_backbone, weight_path
 from models.input_norm import IMAGENET, input_norm_of

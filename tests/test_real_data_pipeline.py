@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import SHARED_DATA
-from fake_data import make
+from tools.fake_data import make
 from tools.results_figure import TITLE_HEIGHT
 from utils.cell_segments import THRESHOLDS
 from utils.checkpoint import load_checkpoint

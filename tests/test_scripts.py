@@ -1,7 +1,7 @@
 """Every training script under train/ runs as a command on a fake copy of its data set.
 
 Each script runs two iterations as a subprocess (`python train/<pair>/train.py ...`),
-at a tiny size and width, on a tree written by tests/fake_data.py in the data set's
+at a tiny size and width, on a tree written by tools/fake_data.py in the data set's
 real layout, and must write last.pth, best.pth and TensorBoard events. A subset of
 the checkpoints then goes through eval.py and predict.py. The FCN scripts run in
 the paper's stages: FCN-16s from FCN-32s's checkpoint, FCN-8s from FCN-16s's.
@@ -24,7 +24,7 @@ import datasets
 import eval as eval_script
 import models
 import predict as predict_script
-from fake_data import make
+from tools.fake_data import make
 from utils.checkpoint import load_checkpoint
 from utils.engine import TrainConfig, Trainer
 from utils.transforms import train_transforms

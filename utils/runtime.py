@@ -90,7 +90,7 @@ def autocast_dtype(device: torch.device) -> torch.dtype:
 def cpu_has_native_bf16() -> bool:
     """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX). Without it, bf16
     autocast is emulated and far slower than fp32; with it (e.g. AMX on Sapphire Rapids),
-    `--amp --channels-last` is the fastest way to train on the CPU (README, "Results on real data")."""
+    `--amp --channels-last` is the fastest way to train on the CPU (docs/camvid.md)."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # a build without oneDNN

@@ -24,7 +24,7 @@ camvid-u-net, less the width, which VGG16 fixes):
   (use --pretrained instead of --no-pretrained when vgg16-397923af.pth is in
   SEG_WEIGHTS: the paper's setting, and much better in an hour; then lower
   --lr to 1e-4). Metrics at the labels' full 360 x 480 resolution.
-Longer CPU run (README, "Results on real data"): 360 steps with --amp --channels-last,
+Longer CPU run (docs/camvid.md): 360 steps with --amp --channels-last,
 --scale-max 1.5 --hflip, one thread beside the SegNet run: val mean_iu 0.2392 in 42 min.
 Reported: n/a.
 """

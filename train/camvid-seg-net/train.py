@@ -34,7 +34,7 @@ camvid-u-net and camvid-fcn8s-vgg, so the three rows compare):
   AdamW (robust from scratch in few iterations), median frequency weights as
   on the GPU; use --pretrained instead when vgg16_bn-6c64b313.pth is in
   SEG_WEIGHTS. Metrics at the labels' full 360 x 480 resolution.
-Longer CPU run (README, "Results on real data"): 900 steps with --amp --channels-last,
+Longer CPU run (docs/camvid.md): 900 steps with --amp --channels-last,
 --scale-max 1.5 --hflip, one thread beside the FCN-8s run: val mean_iu 0.2967 in 42 min.
 """
 import sys

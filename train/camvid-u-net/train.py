@@ -27,7 +27,7 @@ Converged CPU recipe (val mean_iu 0.5721 in 1 h 13 min on 2 cores, no test-time
 augmentation): three-quarter resolution (--base-size 270, 270 x 270 crops), batch 8,
 3600 steps (78 epochs), AdamW 1e-3, --amp --channels-last, which needs a CPU with
 native bf16 (AMX or AVX512-BF16; without it leave --amp off). The command and the
-half-resolution runs it replaced are in the README's "Results on real data".
+half-resolution runs it replaced are in docs/camvid.md.
 Reported: n/a.
 """
 import sys

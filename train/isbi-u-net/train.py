@@ -38,7 +38,7 @@ post-processing-free submission); not comparable with figures on slices 25..29.
 Report the held-out figures (pixel error, foreground-restricted Rand error,
 mean_iu) with `python tools/isbi_report.py runs/isbi-u-net/best.pth`: of the argmax,
 and with thresholds on the cell probability chosen on the training slices (filled
-segments for the Rand error); 2000 CPU steps gave 0.0764 and 0.0487 that way (README).
+segments for the Rand error); 2000 CPU steps gave 0.0764 and 0.0487 that way (docs/isbi.md).
 """
 import sys
 from pathlib import Path

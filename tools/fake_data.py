@@ -1,4 +1,8 @@
-"""Small fake copies of every data set, in exactly the layout of the real downloads.
+"""Small fake copies of every data set, in exactly the layout of the real downloads,
+and a toy folder of your own data (images and 0/255 masks) to try the `folder` data set on.
+
+    python tools/fake_data.py own data/my_data --size 64 --n 60     # 60 pictures, 64 x 64
+    python tools/fake_data.py cityscapes /tmp/fake --size 32 64 --n 4  # writes /tmp/fake/cityscapes
 
 Each `make_<name>(root, size, n)` writes the tree that data set `<name>` expects into
 `root / dataset_class(name).folder` (its default folder under SEG_DATA) and returns
@@ -7,12 +11,13 @@ that folder, so either pass the returned path as `root=` / `--data-root`, or set
 `n` is the number of samples per split. Content is deterministic and learnable:
 every image is a few rectangles whose colour depends on their class, plus noise.
 
-    from tests.fake_data import make      # or, with tests/ on sys.path: from fake_data import make
+    from tools.fake_data import make
     root = make("cityscapes", tmp_path, size=(32, 64), n=4)
     build_dataset("cityscapes", "train", root=root)
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import zlib
@@ -298,3 +303,30 @@ GENERATORS = {"voc": make_voc, "voc_aug": make_voc_aug, "cityscapes": make_citys
 def make(name: str, root, size=32, n=3, **options) -> Path:
     """Write the fake copy of data set `name` under `root`; returns the data set's root."""
     return GENERATORS[name](root, size, n, **options)
+
+
+def main(argv=None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("layout", choices=["own", *GENERATORS],
+                        help="own: a folder of images/ and masks/ (0 background, 255 foreground) written at ROOT "
+                             "itself; a data set name: its layout, in its default folder under ROOT")
+    parser.add_argument("root", help="where to write")
+    parser.add_argument("--size", type=int, nargs="+", default=[64],
+                        help="image size: one (square) or two (height width); default 64")
+    parser.add_argument("--n", type=int, default=None, help="samples (own: pairs; default 60) per split (default 3)")
+    args = parser.parse_args(argv)
+    if len(args.size) > 2 or min(args.size) < 8:
+        parser.error(f"--size takes one or two sizes of at least 8 pixels, got {args.size}")
+    if args.n is not None and args.n < 1:
+        parser.error(f"--n must be >= 1, got {args.n}")
+    size = args.size[0] if len(args.size) == 1 else tuple(args.size)
+    if args.layout == "own":
+        out = make_own_folder(args.root, size=size, n=args.n or 60)
+    else:
+        out = make(args.layout, args.root, size=size, n=args.n or 3)
+    print(f"wrote {out}")
+    return out
+
+
+if __name__ == "__main__":
+    main()
