@@ -20,33 +20,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from utils.engine import TrainConfig, run
+from utils.engine import run
+from utils.recipes import ADE20K, DEEPLAB_V3, Recipe
 
-cfg = TrainConfig(
-    model="deeplab_v3",
-    backbone="resnet101",
+recipe = Recipe(
+    ADE20K, DEEPLAB_V3,
     model_kwargs={"output_stride": 8, "aux": True},
-    pretrained=True,
-    dataset="ade20k",
-    train_split="train",
-    val_split="val",
     iters=150000,
-    batch_size=16,
-    optimizer="sgd",
-    lr=0.01,
-    momentum=0.9,
-    weight_decay=1e-4,
-    poly_power=0.9,
-    aux_weight=0.4,
-    crop_size=512,
-    scale_min=0.5,
-    scale_max=2.0,
-    hflip=True,
     val_every=10000,
-    val_mode="whole",
     val_base_size=512,
-    val_batch_size=1,
 )
+cfg = recipe.config()
 
 if __name__ == "__main__":
     run(cfg)

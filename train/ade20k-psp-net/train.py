@@ -30,38 +30,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from utils.engine import TrainConfig, run
+from utils.engine import run
+from utils.recipes import ADE20K, PSPNET, Recipe
 
-cfg = TrainConfig(
-    model="psp_net",
+recipe = Recipe(
+    ADE20K, PSPNET,
     backbone="resnet50_deep",
-    model_kwargs={"output_stride": 8, "aux": True, "dilate_first_block": True, "bin_batch_norm": True,
-                  "align_corners": True},
-    pretrained=True,
-    dataset="ade20k",
-    train_split="train",
-    val_split="val",
     iters=100 * (20210 // 16),
-    batch_size=16,
-    optimizer="sgd",
-    lr=0.01,
-    head_lr_mult=10.0,
-    momentum=0.9,
-    weight_decay=1e-4,
-    poly_power=0.9,
-    aux_weight=0.4,
-    crop_size=473,
-    scale_min=0.5,
-    scale_max=2.0,
-    rotate=10.0,
-    blur=0.5,
-    hflip=True,
     val_every=10 * (20210 // 16),
-    val_protocol="semseg",
-    val_long_side=512,
+    crop_size=473,
     val_tile=473,
-    val_batch_size=1,
+    val_long_side=512,
 )
+cfg = recipe.config()
 
 if __name__ == "__main__":
     run(cfg)

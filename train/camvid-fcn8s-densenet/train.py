@@ -22,31 +22,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from utils.engine import TrainConfig, run
+from utils.engine import run
+from utils.recipes import CAMVID, Recipe
 
-cfg = TrainConfig(
+recipe = Recipe(
+    CAMVID,
     model="fcn8s",
-    model_kwargs={"at_once": True},
     backbone="densenet121",
-    pretrained=True,
-    dataset="camvid",
-    train_split="train",
-    val_split="val",
-    iters=10000,
-    batch_size=8,
-    optimizer="sgd",
-    lr=0.01,
-    momentum=0.9,
-    weight_decay=1e-4,
-    poly_power=0.9,
+    model_kwargs={"at_once": True},
     crop_size=(352, 480),
     scale_min=1.0,
-    scale_max=2.0,
-    hflip=True,
-    val_every=1000,
-    val_mode="whole",
-    val_batch_size=4,
 )
+cfg = recipe.config()
 
 if __name__ == "__main__":
     run(cfg)

@@ -42,31 +42,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from utils.engine import TrainConfig, run
+from utils.engine import run
+from utils.recipes import CAMVID, SEGNET_CAMVID, Recipe
 
-cfg = TrainConfig(
+recipe = Recipe(
+    CAMVID, SEGNET_CAMVID,
     model="seg_net",
     backbone="vgg16_bn",
-    pretrained=True,
-    dataset="camvid",
-    train_split="train",
-    val_split="val",
-    iters=10000,
-    batch_size=12,
-    optimizer="sgd",
-    lr=0.1,
-    momentum=0.9,
-    weight_decay=5e-4,
-    poly_power=0.0,
-    class_weights="median-freq",
-    crop_size=(360, 480),
-    scale_min=1.0,
-    scale_max=1.0,
-    hflip=False,
-    val_every=1000,
-    val_mode="whole",
-    val_batch_size=4,
 )
+cfg = recipe.config()
 
 if __name__ == "__main__":
     run(cfg)

@@ -23,32 +23,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from utils.engine import TrainConfig, run
+from utils.engine import run
+from utils.recipes import CITYSCAPES, CITYSCAPES_SCHEDULE, Recipe
 
-cfg = TrainConfig(
+recipe = Recipe(
+    CITYSCAPES, CITYSCAPES_SCHEDULE,
     model="duc_hdc",
     backbone="resnet101",
-    pretrained=True,
-    dataset="cityscapes",
-    train_split="train",
-    val_split="val",
-    iters=80000,
-    batch_size=8,
-    optimizer="sgd",
-    lr=0.01,
-    momentum=0.9,
-    weight_decay=1e-4,
-    poly_power=0.9,
-    crop_size=768,
-    scale_min=0.5,
-    scale_max=2.0,
-    hflip=True,
-    val_every=10000,
-    val_mode="slide",
-    val_tile=768,
-    val_stride=512,
-    val_batch_size=1,
 )
+cfg = recipe.config()
 
 if __name__ == "__main__":
     run(cfg)

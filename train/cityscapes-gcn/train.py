@@ -21,33 +21,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from utils.engine import TrainConfig, run
+from utils.engine import run
+from utils.recipes import CITYSCAPES, CITYSCAPES_SCHEDULE, GCN, Recipe, slide_crop
 
-cfg = TrainConfig(
-    model="gcn",
-    backbone="resnet152",
-    model_kwargs={"kernel_size": 15},
-    pretrained=True,
-    dataset="cityscapes",
-    train_split="train",
-    val_split="val",
+recipe = Recipe(
+    CITYSCAPES, CITYSCAPES_SCHEDULE, GCN, slide_crop(800),
     iters=60000,
-    batch_size=1,
-    optimizer="sgd",
-    lr=1e-4,
-    momentum=0.99,
-    weight_decay=5e-4,
-    poly_power=0.9,
-    crop_size=800,
-    scale_min=1.0,
-    scale_max=1.0,
-    hflip=True,
-    val_every=10000,
-    val_mode="slide",
-    val_tile=800,
-    val_stride=533,
-    val_batch_size=1,
 )
+cfg = recipe.config()
 
 if __name__ == "__main__":
     run(cfg)

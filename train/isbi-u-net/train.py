@@ -45,40 +45,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from utils.engine import TrainConfig, run
+from utils.engine import run
+from utils.recipes import ISBI, U_NET, Recipe
 
-cfg = TrainConfig(
-    model="u_net",
+recipe = Recipe(
+    ISBI, U_NET,
     model_kwargs={"width": 64},
-    pretrained=False,
-    dataset="isbi",
-    train_split="train",
-    val_split="val",
     iters=10000,
     batch_size=1,
-    optimizer="sgd",
     lr=1e-3,
     momentum=0.99,
-    weight_decay=1e-4,
-    poly_power=0.9,
-    crop_size=512,
     scale_min=1.0,
     scale_max=1.0,
-    hflip=True,
     elastic_std=10.0,
-    elastic_grid=3,
     pixel_weights="unet-border",
-    border_class=1,
-    border_w0=10.0,
-    border_sigma=5.0,
-    val_every=500,
     val_mode="slide",
-    val_tile=512,
     val_stride=256,
     val_mirror_margin=92,
     val_batch_size=5,
     workers=2,
 )
+cfg = recipe.config()
 
 if __name__ == "__main__":
     run(cfg)

@@ -12,24 +12,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from utils.engine import TrainConfig, run
+from utils.engine import run
+from utils.recipes import SHAPES, U_NET, Recipe
 
-cfg = TrainConfig(
-    model="u_net",
+recipe = Recipe(
+    SHAPES, U_NET,
     model_kwargs={"width": 16},
-    dataset="shapes",
     iters=1500,
-    batch_size=8,
+    val_every=250,
     optimizer="adamw",
     lr=3e-3,
-    weight_decay=1e-4,
     crop_size=64,
     scale_min=1.0,  # the generator already varies size, position and rotation; resampling
     scale_max=1.0,  # would blur the background noise that tells shapes from background
-    val_every=250,
     val_batch_size=50,
     workers=1,
 )
+cfg = recipe.config()
 
 if __name__ == "__main__":
     run(cfg)

@@ -28,31 +28,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from utils.engine import TrainConfig, run
+from utils.engine import run
+from utils.recipes import DEEPLAB_V3, VOC, Recipe
 
-cfg = TrainConfig(
-    model="deeplab_v3",
-    backbone="resnet101",
-    model_kwargs={"output_stride": 16, "multi_grid": [1, 2, 4]},
-    pretrained=True,
-    dataset="voc_aug",
-    train_split="train_aug",
-    val_split="val",
+recipe = Recipe(
+    VOC, DEEPLAB_V3,
+    model_kwargs={"output_stride": 16, "multi_grid": (1, 2, 4)},
     iters=30000,
-    batch_size=16,
-    optimizer="sgd",
-    lr=0.007,
-    momentum=0.9,
-    weight_decay=1e-4,
-    poly_power=0.9,
-    crop_size=513,
-    scale_min=0.5,
-    scale_max=2.0,
-    hflip=True,
     val_every=3000,
-    val_mode="whole",
-    val_batch_size=1,
+    lr=0.007,
+    crop_size=513,
 )
+cfg = recipe.config()
 
 if __name__ == "__main__":
     run(cfg)

@@ -38,30 +38,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from utils.engine import TrainConfig, run
+from utils.engine import run
+from utils.recipes import FCN_LATER_STAGE, FCN_VOC, VOC, Recipe
 
-cfg = TrainConfig(
+recipe = Recipe(
+    VOC, FCN_VOC, FCN_LATER_STAGE,
     model="fcn16s",
-    backbone="vgg16_caffe",
-    pretrained=True,
-    dataset="voc_aug",
-    train_split="train_aug",
-    val_split="val",
-    iters=8000,
-    batch_size=20,
-    optimizer="sgd",
-    lr=1e-6,
-    momentum=0.9,
-    weight_decay=5e-4,
-    poly_power=0.0,
-    crop_size=512,
-    scale_min=1.0,
-    scale_max=1.0,
-    hflip=False,
-    val_every=1000,
-    val_mode="whole",
-    val_batch_size=1,
 )
+cfg = recipe.config()
 
 if __name__ == "__main__":
     run(cfg)

@@ -25,31 +25,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from utils.engine import TrainConfig, run
+from utils.engine import run
+from utils.recipes import VOC, Recipe
 
-cfg = TrainConfig(
+recipe = Recipe(
+    VOC,
     model="refine_net",
     backbone="resnet101",
     model_kwargs={"features": 256},
-    pretrained=True,
-    dataset="voc_aug",
-    train_split="train_aug",
-    val_split="val",
     iters=30000,
-    batch_size=16,
-    optimizer="sgd",
-    lr=1e-3,
-    momentum=0.9,
-    weight_decay=1e-4,
-    poly_power=0.9,
-    crop_size=512,
-    scale_min=0.5,
-    scale_max=2.0,
-    hflip=True,
     val_every=3000,
-    val_mode="whole",
-    val_batch_size=1,
+    batch_size=16,
+    lr=1e-3,
 )
+cfg = recipe.config()
 
 if __name__ == "__main__":
     run(cfg)
