@@ -10,7 +10,7 @@ from torch import nn
 
 import eval as eval_script
 import predict as predict_script
-from fake_data import make
+from tools.fake_data import make
 from utils.binary_metrics import BINARY_KEYS, BINS, LOG_ODDS_LIMIT, ScoreHistogram, binary_metrics, class_one_log_odds
 from utils.engine import TrainConfig, Trainer
 from utils.inference import InferenceConfig, evaluate
