@@ -120,7 +120,8 @@ def test_every_pair_has_a_thin_script_with_its_paper_setting():
         text = script_path(pair).read_text()
         doc = text.split('"""')[1]
         assert "Reported" in doc and re.search(r"\b(19|20)\d\d\b", doc), f"{pair}: docstring names no source"
-        assert "from utils.engine import TrainConfig, run" in text and "run(cfg)" in text
+        assert "from utils.engine import run" in text and "run(cfg)" in text
+        assert "cfg = recipe.config()" in text, f"{pair}: builds its config from the bases of utils/recipes.py"
         assert len(text.splitlines()) < 90, f"{pair} is not a thin script"
         cfg = script_config(pair)
         cfg.validate()
