@@ -19,7 +19,7 @@ from datasets.base import to_rgb8
 from datasets.folder import resize_nearest
 from datasets.mask_files import ramp_pixels, read_mask
 from datasets.voc import VOC_PALETTE
-from fake_data import make_own_folder
+from tools.fake_data import make_own_folder
 from tools import inspect_data
 
 SIZE = (24, 32)

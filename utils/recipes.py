@@ -22,7 +22,7 @@ from typing import Any
 
 from models import psp_net
 
-from .engine import TrainConfig
+from .train_config import TrainConfig
 
 FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
 
