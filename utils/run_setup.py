@@ -86,7 +86,7 @@ def choose_autocast_dtype(amp: bool, device: torch.device) -> torch.dtype | None
     if not amp:
         return None
     if device.type == "cpu" and runtime.is_main() and not runtime.cpu_has_native_bf16():
-        # Measured in benchmarks/README.md: emulated bf16 ran about 40 times slower than fp32.
+        # Measured in benchmarks/README.md: emulated bf16 ran 10 to 40 times slower than fp32.
         print("note: this CPU has no native bf16 (AVX512-BF16 or AMX), so --amp emulates it "
               "and is much slower than fp32; leave --amp off here")
     return autocast_dtype(device)
