@@ -14,11 +14,16 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt pytest
 	touch $@
 
+# The test suite also needs onnx and onnxruntime (tools/export.py's graphs); training does not.
+$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
 demo: install
 	$(PY) train/shapes-u-net/train.py --run-dir $(DEMO_RUN) --overwrite
 	$(PY) eval.py $(DEMO_RUN)/best.pth --json $(DEMO_RUN)/eval.json
 
-test: install
+test: install $(VENV)/.installed-dev
 	$(PY) -m pytest -q tests
 
 clean:

@@ -7,8 +7,8 @@ sits on any backbone (the idea of timm's `features_only`). Nominal strides are
 output stride (PSPNet, DeepLab, DUC-HDC).
 
 Pretrained weights are torchvision's ImageNet files, looked up by file name in
-`config.weights_dir()` (torchvision's own cache by default, or $SEG_WEIGHTS).
-They are loaded strictly into torchvision's full model before the classifier
+`config.weights_dir()` (torchvision's own cache by default, or $SEG_WEIGHTS) and
+downloaded when missing (models/pretrained.py). They are loaded strictly into torchvision's full model before the classifier
 is dropped, so a file that does not match is an error, never a silent partial
 load. `vgg16_caffe` is the FCN paper's VGG16: Caffe's weights converted to a
 torchvision-style state dict (`vgg16-00b39a1b.pth`, jcjohnson/pytorch-vgg).
@@ -21,17 +21,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-from pathlib import Path
 from typing import Sequence
-from urllib.parse import urlparse
 
 import torch
 import torchvision
 from torch import nn
 
-import config
 from .input_norm import CAFFE_VGG, IMAGENET, InputNorm
-from .layers import PaddedConv2d, rename_by_prefix
+from .layers import PaddedConv2d
+from .pretrained import (CAFFE_VGG_WEIGHTS, DEEP_RESNET_WEIGHTS, SEMSEG_DRIVE_URL,  # noqa: F401 (re-exported)
+                         load_pretrained, weight_path, weight_url)
 
 
 class Backbone(nn.Module):
@@ -77,114 +76,6 @@ class Backbone(nn.Module):
         return [self.get_submodule(names[0]) if len(names) == 1
                 else nn.Sequential(*(self.get_submodule(name) for name in names))
                 for names in self.stage_names]
-
-
-# ---------------------------------------------------------------- weights
-
-# Caffe's VGG16 (the FCN paper's ImageNet model) converted to torchvision's VGG16 layout by
-# jcjohnson/pytorch-vgg: (torchvision architecture, download URL).
-CAFFE_VGG_WEIGHTS = {
-    "vgg16_caffe": ("vgg16", "https://web.eecs.umich.edu/~justincj/models/vgg16-00b39a1b.pth"),
-}
-
-
-# The deep-base ResNets of hszhao/semseg (PSPNet's authors): (torchvision architecture whose
-# blocks they share, the authors' ImageNet file name). The files are published in the
-# authors' Google Drive folder (their README's "initmodel"), which has no per-file URL.
-DEEP_RESNET_WEIGHTS = {
-    "resnet50_deep": ("resnet50", "resnet50_v2.pth"),
-    "resnet101_deep": ("resnet101", "resnet101_v2.pth"),
-}
-SEMSEG_DRIVE_URL = "https://drive.google.com/open?id=15wx9vOM0euyizq-M1uINgN0_wjVRf9J3"
-
-
-def weight_url(arch: str) -> str:
-    """Official download URL of the ImageNet weights for `arch` (torchvision's V1, as the papers used)."""
-    if arch in CAFFE_VGG_WEIGHTS:
-        return CAFFE_VGG_WEIGHTS[arch][1]
-    if arch in DEEP_RESNET_WEIGHTS:
-        return SEMSEG_DRIVE_URL
-    return torchvision.models.get_model_weights(arch)["IMAGENET1K_V1"].url
-
-
-def weight_path(arch: str) -> Path:
-    if arch in DEEP_RESNET_WEIGHTS:
-        return config.weights_dir() / DEEP_RESNET_WEIGHTS[arch][1]
-    return config.weights_dir() / os.path.basename(urlparse(weight_url(arch)).path)
-
-
-def load_pretrained(model: nn.Module, arch: str, path: str | os.PathLike | None = None, *,
-                    assign: bool = False) -> None:
-    """Load torchvision's ImageNet weights for `arch` strictly into `model`.
-
-    `path` defaults to the file torchvision would download, inside the weights
-    folder of config.py. A missing file is an error naming the path and the URL.
-    `assign` replaces the parameters instead of copying into them (for models
-    built on the meta device).
-    """
-    path = Path(path) if path is not None else weight_path(arch)
-    if not path.is_file() and arch in DEEP_RESNET_WEIGHTS:
-        raise FileNotFoundError(
-            f"pretrained weights for {arch} (the authors' deep-base ResNet of hszhao/semseg) not found at "
-            f"{path}. Download {path.name} from the authors' folder {SEMSEG_DRIVE_URL} (their 'initmodel' "
-            f"files) into {path.parent} (or set SEG_WEIGHTS to the folder that holds it), or train from "
-            f"scratch with pretrained=False (--no-pretrained)."
-        )
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"pretrained weights for {arch} not found at {path}. Download "
-            f"{weight_url(arch)} into {path.parent} (or set SEG_WEIGHTS to the "
-            f"folder that holds it), or train from scratch with pretrained=False "
-            f"(--no-pretrained)."
-        )
-    state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    if arch in DEEP_RESNET_WEIGHTS:
-        _load_deep_resnet(model, arch, path, state_dict)
-        return
-    state_dict = _fix_legacy_keys(arch, state_dict)
-    try:
-        model.load_state_dict(state_dict, strict=True, assign=assign)
-    except RuntimeError as err:
-        raise RuntimeError(f"{path} is not a torchvision {arch} state dict: {err}") from None
-
-
-def _load_deep_resnet(model: nn.Module, arch: str, path: Path, state_dict: dict) -> None:
-    """Load the authors' ImageNet file: their ResNet's key names (conv1..3, bn1..3, layer1..4, fc).
-
-    Their own loader is lenient (strict=False); here only what a backbone cannot miss may be
-    absent: the ImageNet classifier (dropped anyway) and BatchNorm's step counters (files
-    saved before PyTorch 0.4.1 have none). Anything else missing or left over is an error.
-    """
-    if isinstance(state_dict, dict) and isinstance(state_dict.get("state_dict"), dict):
-        state_dict = state_dict["state_dict"]
-    state_dict = {key.removeprefix("module."): value for key, value in state_dict.items()}
-    try:
-        missing, unexpected = model.load_state_dict(state_dict, strict=False)
-    except RuntimeError as err:  # a shape that differs
-        raise RuntimeError(f"{path} is not hszhao/semseg's {arch} ImageNet file: {err}") from None
-    missing = [k for k in missing if not (k.startswith("fc.") or k.endswith("num_batches_tracked"))]
-    if missing or unexpected:
-        raise RuntimeError(f"{path} is not hszhao/semseg's {arch} ImageNet file: missing {missing[:5]}, "
-                           f"unexpected {unexpected[:5]}")
-
-
-def _fix_legacy_keys(arch: str, state_dict: dict) -> dict:
-    """torchvision's DenseNet files still use the old 'norm.1' key names; the converted Caffe VGG16
-    numbers its classifier as an early torchvision did (dropout first: Linear layers 1, 4, 6)."""
-    if arch in CAFFE_VGG_WEIGHTS:
-        renamed = (("classifier.1.", "classifier.0."), ("classifier.4.", "classifier.3."))
-        if any(key.startswith("classifier.1.") for key in state_dict):
-            return {rename_by_prefix(key, renamed) or key: value for key, value in state_dict.items()}
-        return state_dict
-    if not arch.startswith("densenet"):
-        return state_dict
-    import re
-    pattern = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
-    fixed = {}
-    for key, value in state_dict.items():
-        match = pattern.match(key)
-        fixed[match.group(1) + match.group(2) if match else key] = value
-    return fixed
 
 
 def _torchvision_model(arch: str, pretrained: bool, weights_file: str | os.PathLike | None = None) -> nn.Module:

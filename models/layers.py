@@ -54,6 +54,48 @@ def resize(x: torch.Tensor, size: tuple[int, int] | torch.Size, align_corners: b
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=align_corners)
 
 
+class AdaptiveAvgPool2d(nn.AdaptiveAvgPool2d):
+    """nn.AdaptiveAvgPool2d that stays valid for any input size in an exported ONNX graph.
+
+    ONNX has no adaptive pooling: PyTorch's exporter writes a fixed AveragePool, only when
+    the bins divide the traced feature map, so the graph would accept one input size.
+    While exporting, the same averages are computed as (bins x H) @ x @ (W x bins) with
+    pooling matrices built from the input's size (bin i covers floor(i H / b) ..
+    ceil((i + 1) H / b), as PyTorch's), which the graph recomputes for every size.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.onnx.is_in_onnx_export():
+            return super().forward(x)
+        bins_h, bins_w = (self.output_size, self.output_size) if isinstance(self.output_size, int) else self.output_size
+        h, w = x.shape[-2:]
+        rows, cols = _pooling_matrix(h, bins_h or h, x), _pooling_matrix(w, bins_w or w, x)
+        return rows @ x @ cols.transpose(0, 1)
+
+
+def _pooling_matrix(size: int, bins: int, like: torch.Tensor) -> torch.Tensor:
+    """(bins, size): row i averages the positions adaptive pooling puts into bin i."""
+    index = torch.arange(bins, device=like.device)
+    start = torch.div(index * size, bins, rounding_mode="floor")
+    end = torch.div((index + 1) * size + bins - 1, bins, rounding_mode="floor")
+    position = torch.arange(size, device=like.device)
+    inside = (position[None, :] >= start[:, None]) & (position[None, :] < end[:, None])
+    return inside.to(like.dtype) / (end - start).to(like.dtype)[:, None]
+
+
+def max_unpool2x2(x: torch.Tensor, indices: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """F.max_unpool2d(x, indices, 2, 2, output_size=size) (SegNet's decoder).
+
+    While exporting to ONNX, which PyTorch's exporter cannot write max_unpool2d to, the same
+    function as a scatter: each value goes to its recorded position in a zero map.
+    """
+    if not torch.onnx.is_in_onnx_export():
+        return F.max_unpool2d(x, indices, 2, 2, output_size=size)
+    n, c = x.shape[:2]
+    h, w = size[-2], size[-1]
+    return x.new_zeros(n, c, h * w).scatter(2, indices.flatten(2), x.flatten(2)).view(n, c, h, w)
+
+
 def rename_by_prefix(key: str, prefixes: Iterable[tuple[str, str]]) -> str | None:
     """`key` with the first matching old prefix of `prefixes` ((old, new) pairs) replaced by its new
     one; None when no prefix matches. The one rule behind every weight-key conversion here."""

@@ -50,7 +50,7 @@ import torch
 from torch import nn
 
 from .backbones import DEEP_RESNET_ARCHS, RESNET_ARCHS, resnet
-from .layers import ConvBNReLU, rename_by_prefix, resize
+from .layers import AdaptiveAvgPool2d, ConvBNReLU, rename_by_prefix, resize
 
 
 class PyramidPooling(nn.Module):
@@ -66,7 +66,7 @@ class PyramidPooling(nn.Module):
                 reduce = nn.Sequential(nn.Conv2d(in_channels, branch_channels, 1), nn.ReLU(inplace=True))
             else:
                 reduce = ConvBNReLU(in_channels, branch_channels, kernel_size=1)
-            branches.append(nn.Sequential(nn.AdaptiveAvgPool2d(size), reduce))
+            branches.append(nn.Sequential(AdaptiveAvgPool2d(size), reduce))  # valid in ONNX at any size
         self.branches = nn.ModuleList(branches)
         self.out_channels = in_channels + len(bins) * branch_channels
         self.align_corners = align_corners

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbones import VGG_ARCHS, Backbone, vgg
-from .layers import ConvBNReLU, pad_to_multiple
+from .layers import ConvBNReLU, max_unpool2x2, pad_to_multiple
 
 
 class SegNet(nn.Module):
@@ -59,7 +59,7 @@ class SegNet(nn.Module):
             pooled.append((indices, size))
         for block in self.decoder:
             indices, size = pooled.pop()
-            x = block(F.max_unpool2d(x, indices, 2, 2, output_size=size))
+            x = block(max_unpool2x2(x, indices, size))
         return {"out": x[..., :h, :w]}
 
 
