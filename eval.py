@@ -41,6 +41,7 @@ import datasets
 from utils.binary_metrics import BINARY_KEYS
 from utils.cli import (add_inference_args, base_size, check_inference_args, describe_training, inference_config,
                        input_norm, load_for_inference, precision)
+from utils.confusion_figure import check_confusion_path, save_confusion_png
 from utils.data import eval_loader
 from utils.inference import evaluate
 from utils.runtime import pick_device
@@ -57,9 +58,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     add_inference_args(parser)
     parser.add_argument("--save-dir", default=None, help="write palette PNG predictions and overlays here")
-    parser.add_argument("--json", default=None, help="write the metrics to this JSON file")
+    parser.add_argument("--json", default=None, help="write the metrics (and the raw confusion counts) to this JSON file")
+    parser.add_argument("--confusion", default=None, metavar="FILE.png",
+                        help="draw the row-normalised confusion matrix with class names into this PNG")
     args = parser.parse_args(argv)
     check_inference_args(parser, args)
+    check_confusion_path(parser, args.confusion)
     return args
 
 
@@ -128,12 +132,16 @@ def main(argv=None) -> dict:
         print(f"{key:<17} {metrics[key]:.4f}")
     print(format_table(metrics, state["classes"]))
     if args.json:
-        record = {"checkpoint": str(args.checkpoint), "split": split, "mode": inference.mode,
+        record = {"checkpoint": str(args.checkpoint), "split": split, "classes": state["classes"],
+                  "mode": inference.mode,
                   "protocol": inference.protocol,
                   "scales": list(inference.scales), "flip": inference.flip, **metrics,
                   "iou_per_class": dict(zip(state["classes"], metrics["iou"])),
                   "dice_per_class": dict(zip(state["classes"], metrics["dice"]))}
         Path(args.json).write_text(json.dumps(record, indent=2))
+    if args.confusion:
+        save_confusion_png(metrics["confusion"], state["classes"], args.confusion)
+        print(f"confusion matrix (rows: ground truth, normalised) -> {args.confusion}")
     return metrics
 
 

@@ -6,7 +6,7 @@ import torchvision
 from torch import nn
 
 import models
-from models import backbones
+from models import backbones, pretrained
 from models.backbones import build_backbone, list_backbones, weight_path, weight_url
 from models.layers import PaddedConv2d
 from utils.checkpoint import migrate
@@ -79,7 +79,7 @@ def test_torchvision_state_dict_loads_strictly_from_the_weights_folder(arch, tmp
     assert torch.equal(loaded[first_conv], expected)
     assert sum(p.numel() for p in backbone.parameters()) + _classifier_params(arch, backbone) == TORCHVISION_PARAMS[arch]
     # torchvision's names are kept: every tensor of the backbone is the file's tensor of the same key
-    reference = backbones._fix_legacy_keys(arch, state)
+    reference = pretrained._fix_legacy_keys(arch, state)
     ours = {k: v for k, v in backbone.state_dict().items() if not k.endswith("num_batches_tracked")}
     assert ours and all(torch.equal(value, reference[key]) for key, value in ours.items())
 
@@ -163,7 +163,7 @@ def test_unknown_backbone_lists_the_valid_names():
 def test_densenet_legacy_key_fix_leaves_other_keys_alone():
     keys = {"features.denseblock1.denselayer1.norm.1.weight": 0,
             "features.denseblock1.denselayer1.norm.1.num_batches_tracked": 0, "features.norm5.weight": 1}
-    fixed = backbones._fix_legacy_keys("densenet121", keys)
+    fixed = pretrained._fix_legacy_keys("densenet121", keys)
     assert set(fixed) == {"features.denseblock1.denselayer1.norm1.weight",
                           "features.denseblock1.denselayer1.norm1.num_batches_tracked", "features.norm5.weight"}
 

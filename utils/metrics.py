@@ -79,6 +79,7 @@ def metrics_from_confusion(matrix: torch.Tensor) -> dict:
         "mean_dice": _nanmean(dice),
         "iou": iou.tolist(),
         "dice": dice.tolist(),
+        "confusion": matrix.cpu().tolist(),  # raw pixel counts, rows: target, columns: prediction
     }
 
 

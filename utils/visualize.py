@@ -87,10 +87,29 @@ class TensorBoardLogger:
             self.writer.add_text("config", "| setting | value |\n|---|---|\n" + rows, step)
 
     def hparams(self, values: dict, metrics: dict[str, float]) -> None:
-        """The run's settings beside its final figures (TensorBoard's HParams tab, one row per run)."""
+        """The run's settings beside its figures (TensorBoard's HParams tab, one row per run).
+
+        Only the HParams summaries are written, naming the `val/<metric>` curves already in the
+        run, whose last values the tab shows: SummaryWriter.add_hparams would also write each
+        figure as a one-point scalar chart (`hparam/...` at step 0) above the real curves."""
         if self.writer is not None:
+            from torch.utils.tensorboard.summary import hparams as hparams_summaries
             plain = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in values.items()}
-            self.writer.add_hparams(plain, {f"hparam/{k}": v for k, v in metrics.items()}, run_name=".")
+            for summary in hparams_summaries(plain, {f"val/{k}": v for k, v in metrics.items()}):
+                self.writer.file_writer.add_summary(summary)
+
+    def samples(self, pictures: dict[int, np.ndarray], step: int) -> None:
+        """One image tag per validation sample (utils/val_samples.py): `val_samples/<index>`."""
+        if self.writer is not None:
+            for index, picture in pictures.items():
+                self.writer.add_image(f"val_samples/{index:05d}", picture, step, dataformats="HWC")
+
+    def confusion(self, counts, classes: Sequence[str], step: int) -> None:
+        """The row-normalised confusion matrix as a picture (utils/confusion_figure.py)."""
+        if self.writer is not None:
+            from .confusion_figure import confusion_image
+            self.writer.add_image("val/confusion_matrix", np.asarray(confusion_image(counts, classes)), step,
+                                  dataformats="HWC")
 
     def close(self) -> None:
         if self.writer is not None:
