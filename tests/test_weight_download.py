@@ -147,3 +147,14 @@ def test_offline_keeps_the_missing_file_error(served_resnet18, server, monkeypat
     with downloads_allowed(False), pytest.raises(FileNotFoundError, match="--no-download"):
         build_backbone("resnet18", pretrained=True)
     assert server.requests == [] and not path.parent.exists()
+
+
+def test_a_training_scripts_no_download_flag_forbids_the_download(served_resnet18, server, tmp_path):
+    from utils.engine import TrainConfig, run
+
+    argv = ["--model", "fcn32s", "--backbone", "resnet18", "--pretrained", "--no-download", "--dataset", "shapes",
+            "--dataset-kwargs", '{"size": 32, "length": 4}', "--iters", "1", "--batch-size", "2", "--crop-size",
+            "32", "--device", "cpu", "--workers", "0", "--run-dir", str(tmp_path / "run")]
+    with pytest.raises(FileNotFoundError, match="--no-download"):
+        run(TrainConfig(), argv)
+    assert server.requests == []

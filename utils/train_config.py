@@ -34,6 +34,8 @@ class TrainConfig:
     backbone: str | None = _opt(None, "backbone name (default: the model's own)")
     model_kwargs: dict = _opt({}, "extra model options as JSON, e.g. '{\"width\": 16}'")
     pretrained: bool = _opt(False, "start the backbone from ImageNet weights found through config.py")
+    download: bool = _opt(True, "--pretrained: download a missing ImageNet file from its official URL, verified "
+                                "by SHA-256 (docs/weights.md); --no-download or SEG_OFFLINE=1 forbid it")
     init_from: str | None = _opt(None, "initialise weights from this checkpoint (every tensor whose "
                                        "name and shape match), e.g. FCN-16s from FCN-32s")
     dataset: str = _opt("shapes", "registered data set name", datasets.list_datasets())

@@ -19,6 +19,7 @@ import config
 import datasets
 import models
 from models.input_norm import InputNorm, input_norm_of
+from models.weight_download import downloads_allowed
 
 from . import runtime
 from .binary_metrics import BINARY_KEYS, format_binary
@@ -85,7 +86,8 @@ class Trainer:
         self.model_kwargs = dict(cfg.model_kwargs)
         if cfg.backbone is not None:
             self.model_kwargs["backbone"] = cfg.backbone
-        model = self.build_model()
+        with downloads_allowed(cfg.download):  # --no-download: a missing ImageNet file stays an error
+            model = self.build_model()
         self.input_norm = input_norm_of(model)  # the transforms normalise as the backbone expects
         check_batch_size(model, cfg, self.device, self.model_kwargs)
         self.train_set.transforms, self.val_set.transforms = self.build_transforms(self.input_norm)
