@@ -19,9 +19,9 @@ class Killed(Exception):
     pass
 
 
-def train_until_killed(trainer_class, cfg: TrainConfig, iteration: int, monkeypatch) -> None:
-    """Train `cfg` with `trainer_class` and end the process's run right after its save at
-    `iteration`, as a job killed there would (last.pth holds that iteration)."""
+def train_until_killed(trainer_class, cfg: TrainConfig, iteration: int, monkeypatch, **trainer_kwargs) -> None:
+    """Train `cfg` with `trainer_class(cfg, **trainer_kwargs)` and end the process's run right after
+    its save at `iteration`, as a job killed there would (last.pth holds that iteration)."""
     original = trainer_class.validate_and_save
 
     def killed_after_the_save(self):
@@ -32,5 +32,5 @@ def train_until_killed(trainer_class, cfg: TrainConfig, iteration: int, monkeypa
 
     monkeypatch.setattr(trainer_class, "validate_and_save", killed_after_the_save)
     with pytest.raises(Killed):
-        trainer_class(cfg).fit()
+        trainer_class(cfg, **trainer_kwargs).fit()
     monkeypatch.setattr(trainer_class, "validate_and_save", original)

@@ -1,7 +1,6 @@
-"""Scripts change what the engine builds by subclassing Trainer (utils/engine.py); the
-loop, resume and checkpoints keep working. train/isbi-u-net-dice/train.py is the example."""
+"""Scripts change what the engine builds by subclassing Trainer (utils/trainer.py), one
+builder at a time; the loop, resume and checkpoints keep working (docs/extending.md)."""
 import json
-import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,6 @@ from tools.fake_data import make
 from utils.checkpoint import load_checkpoint
 import runs
 from utils.engine import Trainer, run
-from utils.losses import SegmentationLoss
 
 ROOT = Path(__file__).resolve().parents[1]
 DICE_SCRIPT = ROOT / "train" / "isbi-u-net-dice" / "train.py"
@@ -38,8 +36,8 @@ class CountingLoss(nn.Module):
 class Customised(Trainer):
     """A loss, parameter groups, an optimiser, a per-step hook and state kept across a resume."""
 
-    def build_loss(self, class_weights):
-        return CountingLoss(super().build_loss(class_weights))
+    def build_loss(self):
+        return CountingLoss(super().build_loss())
 
     def param_groups(self, model):
         classifier = [p for n, p in model.named_parameters() if n.startswith("classifier.")]
@@ -90,22 +88,34 @@ def test_run_takes_the_trainer_class(tmp_path):
     assert "mean_iu" in metrics and load_checkpoint(tmp_path / "last.pth")["extra"]["loss_sum"] > 0
 
 
-def test_the_dice_loss_is_one_minus_dice_on_top_of_cross_entropy():
-    dice_loss = runpy.run_path(str(DICE_SCRIPT), run_name="script_under_test")["DiceCrossEntropy"]
-    loss = dice_loss(SegmentationLoss(255, 0.4, None), dice_weight=1.0, eps=0.0)
-    targets = torch.tensor([[[0, 1], [1, 255]]])
-    perfect = torch.tensor([[[[50.0, -50], [-50, 0]], [[-50.0, 50], [50, 0]]]])  # right on every labelled pixel
-    assert loss({"out": perfect}, targets).item() == pytest.approx(0.0, abs=1e-6)
-    wrong = -perfect
-    # all wrong: Dice 0 for both classes, so the Dice term adds exactly 1 to the cross-entropy
-    ce = SegmentationLoss(255, 0.4, None)({"out": wrong}, targets)
-    assert loss({"out": wrong}, targets).item() == pytest.approx(ce.item() + 1.0, rel=1e-6)
-    # p = 0.5 everywhere on the 3 labelled pixels; class c has n_c of them (1 and 2):
-    # Dice_c = 2 * 0.5 n_c / (3 * 0.25 + n_c)
-    uniform = torch.zeros(1, 2, 2, 2)
-    ce = SegmentationLoss(255, 0.4, None)({"out": uniform}, targets)
-    dice = [2 * 0.5 * n / (3 * 0.25 + n) for n in (1, 2)]
-    assert loss({"out": uniform}, targets).item() == pytest.approx(ce.item() + 1 - sum(dice) / 2, rel=1e-6)
+class Weighted(Trainer):
+    """Sets what its builder needs after super().__init__(): the parts are built afterwards."""
+
+    def __init__(self, cfg, factor: float = 3.0, **kwargs):
+        super().__init__(cfg, **kwargs)
+        self.factor = factor
+
+    def build_loss(self):
+        inner, factor = super().build_loss(), self.factor
+        return ScaledLoss(inner, factor)
+
+
+class ScaledLoss(nn.Module):
+    def __init__(self, inner, factor):
+        super().__init__()
+        self.inner, self.factor = inner, factor
+
+    def forward(self, outputs, targets, pixel_weights=None):
+        return self.factor * self.inner(outputs, targets, pixel_weights)
+
+
+def test_a_subclass_sets_its_attributes_in_any_order_and_overrides_one_builder(tmp_path):
+    trainer = Weighted(tiny_config(tmp_path), factor=5.0)
+    assert isinstance(trainer.criterion, ScaledLoss) and trainer.criterion.factor == 5.0
+    outputs = {"out": torch.randn(1, 4, 8, 8)}
+    targets = torch.randint(0, 4, (1, 8, 8))
+    assert trainer.criterion(outputs, targets).item() == pytest.approx(
+        5.0 * trainer.criterion.inner(outputs, targets).item())
 
 
 def test_the_dice_example_script_trains_and_resumes(tmp_path):

@@ -8,7 +8,7 @@ import datasets
 from tools.fake_data import make
 from utils.data import ResumableBatchSampler, train_loader
 from utils.transforms import train_transforms
-from utils.losses import SegmentationLoss
+from utils.losses import build_loss
 from utils.weight_map import UNetBorderWeights, unet_weight_map
 
 
@@ -23,7 +23,7 @@ def batch(seed=0):
 @pytest.mark.parametrize("class_weights", [None, torch.tensor([0.5, 2.0, 1.5])])
 def test_uniform_pixel_weights_equal_the_unweighted_loss(class_weights):
     outputs, target = batch()
-    loss = SegmentationLoss(255, 0.4, class_weights)
+    loss = build_loss("ce", {} if class_weights is None else {"class_weights": class_weights.tolist()})
     plain = loss(outputs, target)
     for value in (1.0, 3.7):
         weighted = loss(outputs, target, torch.full(target.shape, value))
@@ -33,7 +33,7 @@ def test_uniform_pixel_weights_equal_the_unweighted_loss(class_weights):
 def test_weighted_mean_over_labelled_pixels():
     outputs, target = batch(1)
     weights = torch.rand(target.shape) + 0.1
-    loss = SegmentationLoss(255, 0.0)(outputs, target, weights)
+    loss = build_loss("ce", {}, aux_weight=0.0)(outputs, target, weights)
     ce = F.cross_entropy(outputs["out"], target, ignore_index=255, reduction="none")
     valid = target != 255
     assert loss.item() == pytest.approx(((ce * weights)[valid].sum() / weights[valid].sum()).item(), rel=1e-6)

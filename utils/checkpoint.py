@@ -248,6 +248,7 @@ def write_run_config(run_dir: Path, config: dict, origin: dict, iteration: int) 
     (its iteration, origin and the fields that changed), so no earlier record is lost."""
     path = run_dir / "config.json"
     started = time.strftime("%Y-%m-%d %H:%M:%S")
+    config = json.loads(json.dumps(config, default=str))  # as the file holds it: tuples are lists
     record = None
     if iteration > 0 and path.is_file():
         try:

@@ -15,7 +15,9 @@ import torch
 import datasets
 import models
 
+from .callbacks import CALLBACKS, build_callbacks
 from .inference import InferenceConfig, semseg_stride
+from .losses import LOSSES, check_loss
 from .optim import OPTIMIZERS
 
 
@@ -55,10 +57,16 @@ class TrainConfig:
                                     "of --lr (PSPNet's authors: 10); the poly schedule scales both")
     poly_power: float = _opt(0.9, "exponent of the poly LR schedule")
     warmup_iters: int = _opt(0, "linear LR warm-up iterations")
-    aux_weight: float = _opt(0.4, "weight of the auxiliary loss where the model has one")
+    loss: str = _opt("ce", f"training loss (utils/losses.py): one of {', '.join(LOSSES)}, or a sum such as "
+                           f"ce+dice or ce+0.5*dice")
+    loss_kwargs: dict = _opt({}, "loss options as JSON, e.g. '{\"label_smoothing\": 0.1}', '{\"threshold\": 0.7, "
+                                 "\"min_kept\": 100000}' (ohem), '{\"gamma\": 2}' (focal); see utils/losses.py")
+    aux_weight: float = _opt(0.4, "weight of the auxiliary loss where the model has one (the same rule for "
+                                  "every --loss: loss(out) + W * loss(aux))")
     class_weights: str = _opt("none", "loss weight per class, computed from the training masks (cached under "
                                       "SEG_RUNS/class_weights; see utils/class_weights.py): median-freq "
-                                      "(Eigen & Fergus; SegNet) or inverse-log (ENet)", ("none", "median-freq", "inverse-log"))
+                                      "(Eigen & Fergus; SegNet) or inverse-log (ENet); an option of the loss, as "
+                                      "is --loss-kwargs' class_weights", ("none", "median-freq", "inverse-log"))
     pixel_weights: str = _opt("none", "per-pixel loss weight computed from each augmented training mask: "
                                       "unet-border is the U-Net paper's class balance + border weight map "
                                       "(utils/weight_map.py)", ("none", "unet-border"))
@@ -117,6 +125,9 @@ class TrainConfig:
                                          "(a skipped training sample is replaced by the next good one)")
     max_nonfinite_steps: int = _opt(5, "stop after this many consecutive steps with a non-finite loss or "
                                        "gradient (each is skipped; fp16 AMP leaves this to its loss scaler)")
+    callbacks: tuple[str, ...] = _opt((), f"callbacks to run (utils/callbacks.py): {', '.join(CALLBACKS)}")
+    callback_kwargs: dict = _opt({}, "callback options as JSON, keyed by callback name, e.g. "
+                                     "'{\"snapshots\": {\"every\": 1000}}'")
 
     def validate(self) -> None:
         for name, valid in (("model", models.list_models()), ("dataset", datasets.list_datasets())):
@@ -161,8 +172,25 @@ class TrainConfig:
             raise ValueError(f"--elastic-grid must be >= 2, got {self.elastic_grid}")
         if self.resume and self.overwrite:
             raise ValueError("--resume and --overwrite contradict each other")
+        check_loss(self.loss, self.loss_options())
+        build_callbacks(self.callbacks, self.callback_kwargs)
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("--device cuda was asked for, but no CUDA device is available")
+
+    def loss_options(self) -> dict:
+        """--loss-kwargs with the shorthand flags --class-weights and --pixel-weights / --border-* folded in
+        (they are options of the loss, utils/losses.py); a flag and --loss-kwargs may not disagree."""
+        shorthand = {}
+        if self.class_weights != "none":
+            shorthand["class_weights"] = self.class_weights
+        if self.pixel_weights != "none":
+            shorthand.update(pixel_weights=self.pixel_weights, border_class=self.border_class,
+                             border_w0=self.border_w0, border_sigma=self.border_sigma)
+        for key, value in shorthand.items():
+            if key in self.loss_kwargs and self.loss_kwargs[key] != value:
+                raise ValueError(f"--loss-kwargs sets {key} to {self.loss_kwargs[key]!r}, but "
+                                 f"--{key.replace('_', '-')} says {value!r}: give it once")
+        return {**shorthand, **self.loss_kwargs}
 
     def inference(self) -> InferenceConfig:
         # The authors' stride follows the crop (eval.py applies the same rule).

@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -22,58 +22,81 @@ from models.input_norm import InputNorm, input_norm_of
 from models.weight_download import downloads_allowed
 
 from . import runtime
-from .binary_metrics import BINARY_KEYS, format_binary
-from .checkpoint import CheckpointError, load_checkpoint, make_checkpoint, provenance, save_checkpoint, unwrap, \
-    write_run_config
+from .callbacks import Callback, CallbackList, build_callbacks
+from .checkpoint import (CheckpointError, load_checkpoint, make_checkpoint, provenance, save_checkpoint, unwrap,
+                         write_run_config)
 from .class_weights import compute_class_weights, format_weights
 from .data import ResumableBatchSampler, eval_loader, train_loader
 from .faults import NonFiniteGuard, StopSignals, check_free_space, checkpoint_bytes, finite_weights
 from .inference import evaluate
-from .losses import SegmentationLoss
+from .losses import build_loss
 from .optim import build_optimizer, param_groups, poly_lr
 from .run_setup import check_batch_size, choose_autocast_dtype, init_from, place_model, prepare_run_dir
 from .run_state import RunState, StopRun, data_position
 from .runtime import pick_device, rng_state, seed_everything, set_rng_state
 from .train_config import TrainConfig
+from .training_log import TrainingLog
 from .transforms import eval_transforms, train_transforms
-from .visualize import TensorBoardLogger, progress_bar
-from .weight_map import UNetBorderWeights
+from .visualize import TensorBoardLogger
 
 
-class Trainer:
+class _BuildAfterInit(type):
+    """Runs `setup()` once the whole `__init__` chain has returned, so that a subclass may set
+    its own attributes after `super().__init__()` and its builders still see them."""
+
+    def __call__(cls, *args, **kwargs):
+        trainer = super().__call__(*args, **kwargs)
+        trainer.setup()
+        return trainer
+
+
+class Trainer(metaclass=_BuildAfterInit):
     """Builds a run from a `TrainConfig` and trains it: `Trainer(cfg).fit()`.
 
-    Extension points. Subclass and override one of these, then call
-    `run(cfg, trainer=YourTrainer)`; everything else (resume, DDP, AMP,
-    checkpoints, faults, logging) keeps working:
+    `Trainer(cfg, callbacks=[...])` stores its arguments; when construction is done,
+    `setup()` builds the run's parts by calling the builders below, so a subclass
+    overrides any one of them (and sets whatever attributes it needs in its own
+    `__init__`, before or after `super().__init__()`), then runs with
+    `run(cfg, trainer=YourTrainer)`; resume, DDP, AMP, checkpoints, faults and logging
+    keep working (docs/extending.md):
 
     - `build_model()` -> the network (default: --model from the registry);
     - `build_transforms(norm)` -> (train, val) joint transforms of (image, mask);
-    - `build_loss(class_weights)` -> a module called as
-      `loss(outputs, targets, pixel_weights)` (outputs: the model's dict) that
-      returns a scalar; class_weights is None or a tensor with one per class;
+    - `build_loss()` -> a module called as `loss(outputs, targets, pixel_weights)`
+      (outputs: the model's dict) that returns a scalar (default: --loss with
+      --loss-kwargs from utils/losses.py); its attribute `pixel_weight_map`, if set,
+      computes the per-pixel weights of each training mask in the data loader;
     - `param_groups(model)` -> the optimiser's parameter groups (dicts whose
       "lr" the poly schedule scales);
     - `build_optimizer(groups)` -> a torch optimiser;
-    - `after_step(loss)` -> called after every optimiser step with the step's
-      loss (a device tensor: reading it with .item() costs a GPU sync);
-      `self.state.iteration` is the step's number;
+    - `build_callbacks()` -> the callbacks (utils/callbacks.py): the training log,
+      then those named by --callbacks, then those passed in;
+    - `after_step(loss)` -> called after every optimiser step (a callback's
+      `on_step_end` does the same without subclassing);
     - `extra_state()` / `load_extra_state(state)` -> what a subclass keeps
-      across a resume (an EMA of the weights, say): a dict of tensors and
-      plain values, saved in every checkpoint under "extra".
+      across a resume: a dict of tensors and plain values, saved under "extra".
 
     The loop itself (`fit`) is: validate if a signal interrupted the last one,
-    then `train_step` per batch, logging, fault checks, and `validate_and_save`
-    every --val-every iterations.
+    then per batch `train_step`, the callbacks' `on_step_end`, fault checks, and
+    `validate_and_save` every --val-every iterations.
     """
 
-    def __init__(self, cfg: TrainConfig, default_name: str = "run") -> None:
+    def __init__(self, cfg: TrainConfig, default_name: str = "run", callbacks: Sequence[Callback] = ()) -> None:
         cfg.validate()
         self.cfg = cfg
+        self.default_name = default_name
+        self.extra_callbacks = list(callbacks)
+        for callback in self.extra_callbacks:
+            if not isinstance(callback, Callback):
+                raise TypeError(f"a callback must be a utils.callbacks.Callback, got {type(callback).__name__}")
+
+    def setup(self) -> None:
+        """Build every part of the run, in order (called once, right after construction)."""
+        cfg = self.cfg
         self.device = pick_device(cfg.device)
         runtime.init_distributed(self.device.type)
         self.is_main = runtime.is_main()
-        self.run_dir = Path(cfg.run_dir) if cfg.run_dir else config.runs_dir() / default_name
+        self.run_dir = Path(cfg.run_dir) if cfg.run_dir else config.runs_dir() / self.default_name
         prepare_run_dir(self.run_dir, cfg.resume, cfg.overwrite)
         seed_everything(cfg.seed)
         if self.device.type == "cuda":
@@ -91,15 +114,11 @@ class Trainer:
         self.input_norm = input_norm_of(model)  # the transforms normalise as the backbone expects
         check_batch_size(model, cfg, self.device, self.model_kwargs)
         self.train_set.transforms, self.val_set.transforms = self.build_transforms(self.input_norm)
-        self._build_loaders()
+        self.criterion = self.build_loss().to(self.device)
+        self._build_loaders(getattr(self.criterion, "pixel_weight_map", None))
         if cfg.init_from:
             init_from(model, cfg.init_from, cfg.model, self.num_classes, self.model_kwargs)
         _, self.model, self.train_model = place_model(model, cfg, self.device)
-
-        class_weights = compute_class_weights(cfg.class_weights, cfg.dataset, self.train_set, cfg.dataset_kwargs)
-        if class_weights is not None and self.is_main:
-            print(format_weights(cfg.class_weights, class_weights, self.train_set.classes))
-        self.criterion = self.build_loss(class_weights).to(self.device)
         try:
             self.optimizer = self.build_optimizer(self.param_groups(model))
         except ValueError as err:
@@ -113,14 +132,16 @@ class Trainer:
         self.guard = NonFiniteGuard(self.optimizer, cfg.max_nonfinite_steps, self.device)
         self.signals = StopSignals()
         self.global_batch = cfg.batch_size * runtime.world_size()
+        self.callbacks = CallbackList(self.build_callbacks())
         self.state = RunState()
+        self.stopped: StopRun | None = None
+        self.validation_images: list = []  # (image, target, prediction) of the last validation, for pictures
+        self.validation_seconds = 0.0
         self.provenance = provenance() if self.is_main else {}
         self.resumed_position: dict | None = None  # where the data order stood in the checkpoint
         if cfg.resume:
             self._resume()
         self.logger = TensorBoardLogger(self.run_dir, enabled=self.is_main)
-        self._bar = None
-        self._reset_log_window()
         if self.is_main:
             write_run_config(self.run_dir, dataclasses.asdict(cfg), self.provenance, self.state.iteration)
             self.logger.config({**dataclasses.asdict(cfg), **self.provenance}, self.state.iteration)
@@ -142,9 +163,22 @@ class Trainer:
                                  rotate=cfg.rotate, blur=cfg.blur)
         return train, eval_transforms(cfg.val_base_size or None, norm)
 
-    def build_loss(self, class_weights: torch.Tensor | None) -> nn.Module:
-        """Cross-entropy (ignoring 255) with the class weights, pixel weights and auxiliary term."""
-        return SegmentationLoss(self.train_set.ignore_index, self.cfg.aux_weight, class_weights)
+    def build_loss(self) -> nn.Module:
+        """--loss with its options (--loss-kwargs and the --class-weights / --pixel-weights shorthands)."""
+        cfg = self.cfg
+
+        def class_weights_from_data(method: str) -> torch.Tensor:
+            weights = compute_class_weights(method, cfg.dataset, self.train_set, cfg.dataset_kwargs)
+            if self.is_main:
+                print(format_weights(method, weights, self.train_set.classes))
+            return weights
+
+        try:
+            return build_loss(cfg.loss, cfg.loss_options(), ignore_index=self.train_set.ignore_index,
+                              aux_weight=cfg.aux_weight, num_classes=self.num_classes,
+                              class_weights_from_data=class_weights_from_data)
+        except ValueError as err:
+            raise SystemExit(f"{err} ({cfg.dataset}: {', '.join(self.train_set.classes)})") from None
 
     def param_groups(self, model: nn.Module) -> list[dict]:
         return param_groups(model, self.cfg.lr, self.cfg.head_lr_mult)
@@ -152,6 +186,10 @@ class Trainer:
     def build_optimizer(self, groups: list[dict]) -> torch.optim.Optimizer:
         cfg = self.cfg
         return build_optimizer(cfg.optimizer, groups, cfg.lr, cfg.momentum, cfg.weight_decay, self.device)
+
+    def build_callbacks(self) -> list[Callback]:
+        """The training log first, then the callbacks --callbacks names, then those passed in."""
+        return [TrainingLog(), *build_callbacks(self.cfg.callbacks, self.cfg.callback_kwargs), *self.extra_callbacks]
 
     def after_step(self, loss: torch.Tensor) -> None:
         """Called after every optimiser step; the default does nothing."""
@@ -164,20 +202,13 @@ class Trainer:
 
     # ------------------------------------------------------------ setup
 
-    def _build_loaders(self) -> None:
+    def _build_loaders(self, pixel_weight_map) -> None:
         cfg = self.cfg
         pin = self.device.type == "cuda"
         self.batches = ResumableBatchSampler(len(self.train_set), cfg.batch_size, cfg.seed,
                                              runtime.rank(), runtime.world_size())
-        pixel_weights = None
-        if cfg.pixel_weights == "unet-border":
-            if not 0 <= cfg.border_class < self.num_classes:
-                raise SystemExit(f"--border-class {cfg.border_class} is not a class of {cfg.dataset} "
-                                 f"(0..{self.num_classes - 1}: {', '.join(self.train_set.classes)})")
-            pixel_weights = UNetBorderWeights(cfg.border_class, cfg.border_w0, cfg.border_sigma,
-                                              self.train_set.ignore_index)
         self.train_loader = train_loader(self.train_set, self.batches, cfg.workers, pin, cfg.skip_bad_samples,
-                                         pixel_weights=pixel_weights)
+                                         pixel_weights=pixel_weight_map)
         self.val_loader = eval_loader(self.val_set, cfg.val_batch_size, cfg.workers, pin,
                                       runtime.rank(), runtime.world_size(), cfg.skip_bad_samples)
 
@@ -190,7 +221,7 @@ class Trainer:
                     # True when a signal stopped the run before this iteration's scheduled validation
                     **s.checkpoint_fields(validation_pending=not metrics and self._validation_due()),
                     "nonfinite_run": self.guard.state(), "rng": rng_state(), "extra": self.extra_state(),
-                    "callbacks": {}}
+                    "callbacks": self.callbacks.state_dict()}
         return make_checkpoint(
             model=cfg.model, model_kwargs=self.model_kwargs, num_classes=self.num_classes,
             input_norm=self.input_norm.to_dict(),  # how eval.py / predict.py must normalise images
@@ -220,6 +251,9 @@ class Trainer:
         self.scaler.load_state_dict(saved["scaler"])
         self.guard.load_state(saved["nonfinite_run"])
         self.load_extra_state(saved["extra"])
+        fresh = self.callbacks.load_state_dict(saved["callbacks"])
+        if fresh and self.is_main:
+            print(f"note: the checkpoint holds no state of callback(s) {', '.join(fresh)}; they start afresh")
         self.state = RunState.from_checkpoint(saved)
         self.resumed_position = saved["data_position"]
         if runtime.is_main():
@@ -248,6 +282,7 @@ class Trainer:
             except StopRun as stop:
                 if self.is_main:
                     print(stop, file=sys.stderr, flush=True)
+                self.stopped = stop
                 self._close()
                 raise SystemExit(stop.code) from None
 
@@ -256,22 +291,14 @@ class Trainer:
         self.train_model.train()
         self.batches.set_position(*self._data_position())
         s.epoch, s.epoch_samples = self.batches.epoch, self.batches.start * self.global_batch
-        if self.is_main:
-            print(f"training {cfg.model} on {cfg.dataset} ({len(self.train_set)} train / {len(self.val_set)} "
-                  f"{cfg.val_split} images) on {self.device} x{runtime.world_size()} (batch {cfg.batch_size} per "
-                  f"process, {self.global_batch} per step), run folder {self.run_dir}", flush=True)
-        self._bar = progress_bar(cfg.iters, "train", show=self.is_main, bars=cfg.progress, initial=s.iteration)
-        self._reset_log_window()
+        self.callbacks.on_train_start(self)
         if s.validation_pending:
             self.validate_and_save()
         while s.iteration < cfg.iters:
             for batch in self.train_loader:
                 loss = self.train_step(batch)
                 self.after_step(loss)
-                self._bar.update(1)
-                self._running_loss += loss
-                if s.iteration % cfg.log_every == 0 or s.iteration == cfg.iters:
-                    self._log()
+                self.callbacks.on_step_end(self, loss)
                 validating = self._validation_due()
                 self._check_faults(sync=validating or s.iteration % cfg.log_every == 0)
                 if validating:
@@ -280,7 +307,7 @@ class Trainer:
                     break
             self.batches.set_position(self.batches.epoch + 1, 0)
             s.epoch, s.epoch_samples = self.batches.epoch, 0
-        self._finish()
+        self._close()
         return s.best_metrics
 
     def train_step(self, batch: tuple) -> torch.Tensor:
@@ -311,33 +338,10 @@ class Trainer:
         it = self.state.iteration
         return it % self.cfg.val_every == 0 or it == self.cfg.iters
 
-    def _reset_log_window(self) -> None:
-        """Start a log interval: its losses are summed on the device, its time excludes validation."""
-        self._running_loss = torch.zeros((), device=self.device)
-        self._window_start, self._window_first = time.perf_counter(), self.state.iteration
-
-    def _log(self) -> None:
-        """The mean loss since the last log line (the one host sync per interval), the LR,
-        throughput and, on CUDA, peak memory."""
-        it = self.state.iteration
-        runtime.all_reduce_mean(self._running_loss)  # every rank logs the same figure
-        mean_loss = (self._running_loss / (it - self._window_first)).item()
-        seconds = time.perf_counter() - self._window_start
-        values = {"train/loss": mean_loss, "train/lr": self.optimizer.param_groups[0]["lr"],
-                  "train/images_per_s": (it - self._window_first) * self.global_batch / max(seconds, 1e-9)}
-        if self.device.type == "cuda":
-            values["train/peak_memory_gib"] = torch.cuda.max_memory_allocated(self.device) / 2 ** 30
-        self._bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{values['train/lr']:.2e}")
-        self.logger.scalars(values, it)
-        skipped = self.guard.take_skipped()
-        if skipped and self.is_main:
-            self._bar.write(f"[{it}/{self.cfg.iters}] skipped {skipped} step(s) with a non-finite loss or "
-                            f"gradient since the last log line", file=sys.stderr)
-        self._reset_log_window()
-
     def validate_and_save(self) -> dict:
+        """Validate, tell the callbacks, keep the best score, and write last.pth (and best.pth)."""
         cfg, s = self.cfg, self.state
-        rows: list = []
+        rows = self.validation_images = []
 
         def keep_rows(index, images, targets, predictions, logits):
             for i in range(images.shape[0]):
@@ -349,23 +353,12 @@ class Trainer:
                            self.val_set.ignore_index, on_batch=keep_rows if self.is_main else None,
                            progress=self.is_main, progress_bars=cfg.progress, channels_last=cfg.channels_last,
                            autocast_dtype=self.autocast_dtype)
-        if self.is_main:
-            it = s.iteration
-            binary = BINARY_KEYS * ("roc_auc" in metrics)  # two-class data sets: figures of class 1
-            keys = ("acc", "acc_cls", "mean_iu", "fwavacc") + binary
-            self.logger.scalars({f"val/{k}": metrics[k] for k in keys}, it)
-            self.logger.class_iou(metrics["iou"], self.val_set.classes, it)
-            self.logger.prediction_grid(rows, self.val_set.palette, self.input_norm, it)
-            self._bar.write(f"[{it}/{cfg.iters}] val mean_iu {metrics['mean_iu']:.4f} acc {metrics['acc']:.4f} "
-                            f"acc_cls {metrics['acc_cls']:.4f} fwavacc {metrics['fwavacc']:.4f} "
-                            f"({time.perf_counter() - started:.0f} s)")
-            if binary:
-                self._bar.write(f"[{it}/{cfg.iters}] val {format_binary(metrics)}")
+        self.validation_seconds = time.perf_counter() - started
         improved = metrics["mean_iu"] > s.best_score
         if improved:
             s.best_score, s.best_iteration, s.best_metrics = metrics["mean_iu"], s.iteration, metrics
+        self.callbacks.on_validation_end(self, metrics)
         self._save(metrics, best=improved)
-        self._window_start += time.perf_counter() - started  # validation is not training throughput
         return metrics
 
     def _save(self, metrics: dict, best: bool) -> None:
@@ -382,6 +375,7 @@ class Trainer:
                              f"{self.run_dir / 'last.pth'} (iteration {self.state.saved_iteration}) is kept as it was")
         if self.is_main:
             state = self.checkpoint_state(metrics)
+            self.callbacks.on_save(self, state)
             if best:
                 save_checkpoint(state, self.run_dir / "best.pth")
             save_checkpoint(state, self.run_dir / "last.pth")
@@ -420,21 +414,10 @@ class Trainer:
                              f"skipped, and {self.run_dir / 'last.pth'} (iteration {self.state.saved_iteration}) "
                              f"is kept as it was. Lower --lr, raise --warmup-iters or check the data, then --resume")
 
-    def _finish(self) -> None:
-        s = self.state
-        if self.is_main:
-            summary = s.best_metrics
-            self.logger.hparams(dataclasses.asdict(self.cfg),
-                                {k: summary[k] for k in ("mean_iu", "acc", "acc_cls", "fwavacc") if k in summary})
-        self._close()
-        if self.is_main:
-            m = s.best_metrics
-            print(f"best mean_iu {s.best_score:.4f} at iteration {s.best_iteration} "
-                  f"(acc {m.get('acc', float('nan')):.4f}, acc_cls {m.get('acc_cls', float('nan')):.4f}, "
-                  f"fwavacc {m.get('fwavacc', float('nan')):.4f}) -> {self.run_dir / 'best.pth'}", flush=True)
-
     def _close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+        """The end of the run, finished or stopped: callbacks first (the training log prints the
+        last line), then the TensorBoard files and the process group."""
+        for callback in reversed(list(self.callbacks)):  # ended in the reverse order of their start
+            callback.on_train_end(self)
         self.logger.close()
         runtime.cleanup()
