@@ -10,7 +10,8 @@ from utils.engine import Trainer
 # What the first layout (format semseg-checkpoint-v1, November 2026) did not record yet.
 ADDED_SINCE_V1 = ("version", "input_norm", "provenance", "extra", "callbacks", "data_position", "world_size",
                   "nonfinite_run", "validation_pending")
-CONFIG_ADDED_SINCE_V1 = ("val_protocol", "val_long_side", "val_mirror_margin")
+CONFIG_ADDED_SINCE_V1 = ("val_protocol", "val_long_side", "val_mirror_margin", "loss", "loss_kwargs", "callbacks",
+                         "callback_kwargs")
 
 
 def as_version_1(state: dict) -> dict:
@@ -49,8 +50,9 @@ def test_a_version_1_checkpoint_evaluates_and_resumes_exactly(tmp_path, monkeypa
 
     state = load_checkpoint(run_dir / "last.pth")
     assert state["version"] == VERSION and state["input_norm"] == current["input_norm"]  # ImageNet's
-    assert {k: state["config"][k] for k in CONFIG_ADDED_SINCE_V1} == {"val_protocol": "default",
-                                                                       "val_long_side": 0, "val_mirror_margin": 0}
+    assert {k: state["config"][k] for k in CONFIG_ADDED_SINCE_V1} == {
+        "val_protocol": "default", "val_long_side": 0, "val_mirror_margin": 0, "loss": "ce", "loss_kwargs": {},
+        "callbacks": [], "callback_kwargs": {}}
     assert (state["world_size"], state["nonfinite_run"], state["validation_pending"]) == (1, 0, False)
     model = model_from_checkpoint(state)
     for name, value in model.state_dict().items():

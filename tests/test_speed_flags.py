@@ -40,7 +40,8 @@ HOST_SYNCS = ("item", "tolist", "__bool__", "__int__", "__float__", "cpu", "nump
 
 
 # The modules that run in each training step.
-ENGINE_FILES = ("utils/engine.py", "utils/trainer.py", "utils/losses.py", "utils/run_state.py")
+ENGINE_FILES = ("utils/engine.py", "utils/trainer.py", "utils/losses.py", "utils/run_state.py", "utils/callbacks.py",
+                "utils/training_log.py")
 
 
 def test_the_training_loop_syncs_with_the_host_only_at_log_intervals(tmp_path, monkeypatch):

@@ -84,13 +84,13 @@ class CallbackList:
         return {key: callback.state_dict() for key, callback in zip(self.keys, self.callbacks)}
 
     def load_state_dict(self, states: dict) -> list[str]:
-        """Restore each callback's saved state; returns the keys of those the checkpoint did not
-        know (they start afresh)."""
+        """Restore each callback's saved state; returns the keys of the stateful ones the checkpoint
+        did not know (they start afresh)."""
         fresh = []
         for key, callback in zip(self.keys, self.callbacks):
             if key in states:
                 callback.load_state_dict(states[key])
-            else:
+            elif callback.state_dict():
                 fresh.append(key)
         return fresh
 

@@ -127,7 +127,8 @@ def migrate(state: dict, path: str | os.PathLike = "checkpoint") -> dict:
     Version 1 lacked, in its earlier files: `input_norm` (every network then took
     ImageNet's), `provenance`, `extra`, `data_position`, `world_size`,
     `nonfinite_run`, `validation_pending`, `callbacks`, and the config fields
-    `val_protocol`, `val_long_side`, `val_mirror_margin`; and its backbones stored
+    `val_protocol`, `val_long_side`, `val_mirror_margin`, `loss`, `loss_kwargs`,
+    `callbacks`, `callback_kwargs`; and its backbones stored
     their weights as `stages.i[.j].*` instead of torchvision's module names.
     Each missing value is the one its writer behaved as.
     """
@@ -143,8 +144,8 @@ def migrate(state: dict, path: str | os.PathLike = "checkpoint") -> dict:
     state.setdefault("input_norm", IMAGENET.to_dict())
     state.setdefault("provenance", {})
     state.setdefault("metrics", {})
-    state["config"] = {"val_protocol": "default", "val_long_side": 0, "val_mirror_margin": 0,
-                       **state.get("config", {})}
+    state["config"] = {"val_protocol": "default", "val_long_side": 0, "val_mirror_margin": 0, "loss": "ce",
+                       "loss_kwargs": {}, "callbacks": [], "callback_kwargs": {}, **state.get("config", {})}
     if "optimizer" in state:  # written by training: what a resume reads
         for key, value in (("extra", {}), ("callbacks", {}), ("data_position", None), ("world_size", 1),
                            ("nonfinite_run", 0), ("validation_pending", False)):

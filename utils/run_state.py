@@ -1,8 +1,13 @@
-"""Where a run stands (`RunState`), how it stops early (`StopRun`), and where its data order
-continues after a resume."""
+"""Where a run stands (`RunState`), how it stops early (`StopRun`), and how it continues after
+a resume (`resume`, `data_position`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import runtime
+from .checkpoint import CheckpointError, load_checkpoint, unwrap
+from .runtime import seed_everything, set_rng_state
 
 
 @dataclass
@@ -56,3 +61,43 @@ def data_position(iteration: int, resumed_position: dict | None, global_batch: i
         return divmod(iteration, batches_per_epoch)
     samples = resumed_position["samples"]
     return resumed_position["epoch"], min(samples // global_batch, batches_per_epoch)
+
+
+def resume(trainer, path: Path) -> None:
+    """Load the run's state from checkpoint `path` into `trainer`'s parts (--resume); a checkpoint of
+    another model or class count is a CheckpointError naming both."""
+    # On the CPU: RNG states must stay there, and load_state_dict copies the rest to the device.
+    saved = load_checkpoint(path, map_location="cpu")
+    if saved.get("model") != trainer.cfg.model:
+        raise CheckpointError(f"--resume: {path} holds model {saved.get('model')!r}, but this run trains "
+                              f"{trainer.cfg.model!r}")
+    if saved.get("num_classes") != trainer.num_classes:
+        raise CheckpointError(f"--resume: {path} has {saved.get('num_classes')} classes, but data set "
+                              f"{trainer.cfg.dataset!r} has {trainer.num_classes}")
+    try:
+        unwrap(trainer.model).load_state_dict(saved["state_dict"])
+        trainer.optimizer.load_state_dict(saved["optimizer"])
+    except (RuntimeError, ValueError) as err:
+        raise CheckpointError(f"--resume: {path} does not fit this run's {trainer.cfg.model!r} (options "
+                              f"{trainer.model_kwargs}; the checkpoint's: {saved.get('model_kwargs')}): "
+                              f"{str(err).splitlines()[0]}") from None
+    trainer.scheduler.load_state_dict(saved["scheduler"])
+    trainer.scaler.load_state_dict(saved["scaler"])
+    trainer.guard.load_state(saved["nonfinite_run"])
+    trainer.load_extra_state(saved["extra"])
+    fresh = trainer.callbacks.load_state_dict(saved["callbacks"])
+    if fresh and trainer.is_main:
+        print(f"note: the checkpoint holds no state of callback(s) {', '.join(fresh)}; they start afresh")
+    trainer.state = RunState.from_checkpoint(saved)
+    trainer.resumed_position = saved["data_position"]
+    if runtime.is_main():
+        set_rng_state(saved["rng"])  # rank 0's; the checkpoint holds no other
+    else:
+        seed_everything(trainer.cfg.seed + runtime.rank() + 1_000_003 * trainer.state.iteration)
+    saved_world, saved_batch = saved["world_size"], saved["config"]["batch_size"]
+    if trainer.is_main and (saved_world, saved_batch) != (runtime.world_size(), trainer.cfg.batch_size):
+        print(f"note: the checkpoint was written by {saved_world} process(es) at batch size {saved_batch} "
+              f"per process; continuing with {runtime.world_size()} x {trainer.cfg.batch_size} (iteration, "
+              f"LR schedule and epoch position carry over)")
+    if trainer.is_main:
+        print(f"resumed from {path} at iteration {trainer.state.iteration}")

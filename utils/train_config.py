@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -21,9 +21,25 @@ from .losses import LOSSES, check_loss
 from .optim import OPTIMIZERS
 
 
+class Registered(Sequence):
+    """The names in a registry as they are when read (not when this module was imported), so
+    that a model or data set registered later, by a user's module or a test, is valid too."""
+
+    def __init__(self, names: Callable[[], list[str]]) -> None:
+        self._names = names
+
+    def __getitem__(self, index):
+        return self._names()[index]
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+
 def _opt(default, help: str, choices: Sequence | None = None):
     """A config field with its --help text (and valid values); a dict default is copied per instance."""
-    metadata = {"help": help} if choices is None else {"help": help, "choices": list(choices)}
+    if choices is not None and not isinstance(choices, Registered):
+        choices = list(choices)
+    metadata = {"help": help} if choices is None else {"help": help, "choices": choices}
     if isinstance(default, dict):
         return field(default_factory=lambda: dict(default), metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -32,7 +48,7 @@ def _opt(default, help: str, choices: Sequence | None = None):
 @dataclass
 class TrainConfig:
     # what to train
-    model: str = _opt("u_net", "registered model name", models.list_models())
+    model: str = _opt("u_net", "registered model name", Registered(models.list_models))
     backbone: str | None = _opt(None, "backbone name (default: the model's own)")
     model_kwargs: dict = _opt({}, "extra model options as JSON, e.g. '{\"width\": 16}'")
     pretrained: bool = _opt(False, "start the backbone from ImageNet weights found through config.py")
@@ -40,7 +56,7 @@ class TrainConfig:
                                 "by SHA-256 (docs/weights.md); --no-download or SEG_OFFLINE=1 forbid it")
     init_from: str | None = _opt(None, "initialise weights from this checkpoint (every tensor whose "
                                        "name and shape match), e.g. FCN-16s from FCN-32s")
-    dataset: str = _opt("shapes", "registered data set name", datasets.list_datasets())
+    dataset: str = _opt("shapes", "registered data set name", Registered(datasets.list_datasets))
     data_root: str | None = _opt(None, "data set folder (default: under SEG_DATA, see config.py)")
     dataset_kwargs: dict = _opt({}, "extra data set options as JSON")
     train_split: str = _opt("train", "split to train on")

@@ -23,8 +23,7 @@ from models.weight_download import downloads_allowed
 
 from . import runtime
 from .callbacks import Callback, CallbackList, build_callbacks
-from .checkpoint import (CheckpointError, load_checkpoint, make_checkpoint, provenance, save_checkpoint, unwrap,
-                         write_run_config)
+from .checkpoint import make_checkpoint, provenance, save_checkpoint, unwrap, write_run_config
 from .class_weights import compute_class_weights, format_weights
 from .data import ResumableBatchSampler, eval_loader, train_loader
 from .faults import NonFiniteGuard, StopSignals, check_free_space, checkpoint_bytes, finite_weights
@@ -32,8 +31,8 @@ from .inference import evaluate
 from .losses import build_loss
 from .optim import build_optimizer, param_groups, poly_lr
 from .run_setup import check_batch_size, choose_autocast_dtype, init_from, place_model, prepare_run_dir
-from .run_state import RunState, StopRun, data_position
-from .runtime import pick_device, rng_state, seed_everything, set_rng_state
+from .run_state import RunState, StopRun, data_position, resume
+from .runtime import pick_device, rng_state, seed_everything
 from .train_config import TrainConfig
 from .training_log import TrainingLog
 from .transforms import eval_transforms, train_transforms
@@ -140,7 +139,7 @@ class Trainer(metaclass=_BuildAfterInit):
         self.provenance = provenance() if self.is_main else {}
         self.resumed_position: dict | None = None  # where the data order stood in the checkpoint
         if cfg.resume:
-            self._resume()
+            resume(self, self.run_dir / "last.pth")
         self.logger = TensorBoardLogger(self.run_dir, enabled=self.is_main)
         if self.is_main:
             write_run_config(self.run_dir, dataclasses.asdict(cfg), self.provenance, self.state.iteration)
@@ -229,44 +228,6 @@ class Trainer(metaclass=_BuildAfterInit):
             palette=self.val_set.palette, state_dict=unwrap(self.model).state_dict(),
             config=dataclasses.asdict(cfg), iteration=s.iteration, metrics=metrics, provenance=self.provenance,
             training=training)
-
-    def _resume(self) -> None:
-        # On the CPU: RNG states must stay there, and load_state_dict copies the rest to the device.
-        path = self.run_dir / "last.pth"
-        saved = load_checkpoint(path, map_location="cpu")
-        if saved.get("model") != self.cfg.model:
-            raise CheckpointError(f"--resume: {path} holds model {saved.get('model')!r}, but this run trains "
-                                  f"{self.cfg.model!r}")
-        if saved.get("num_classes") != self.num_classes:
-            raise CheckpointError(f"--resume: {path} has {saved.get('num_classes')} classes, but data set "
-                                  f"{self.cfg.dataset!r} has {self.num_classes}")
-        try:
-            unwrap(self.model).load_state_dict(saved["state_dict"])
-            self.optimizer.load_state_dict(saved["optimizer"])
-        except (RuntimeError, ValueError) as err:
-            raise CheckpointError(f"--resume: {path} does not fit this run's {self.cfg.model!r} (options "
-                                  f"{self.model_kwargs}; the checkpoint's: {saved.get('model_kwargs')}): "
-                                  f"{str(err).splitlines()[0]}") from None
-        self.scheduler.load_state_dict(saved["scheduler"])
-        self.scaler.load_state_dict(saved["scaler"])
-        self.guard.load_state(saved["nonfinite_run"])
-        self.load_extra_state(saved["extra"])
-        fresh = self.callbacks.load_state_dict(saved["callbacks"])
-        if fresh and self.is_main:
-            print(f"note: the checkpoint holds no state of callback(s) {', '.join(fresh)}; they start afresh")
-        self.state = RunState.from_checkpoint(saved)
-        self.resumed_position = saved["data_position"]
-        if runtime.is_main():
-            set_rng_state(saved["rng"])  # rank 0's; the checkpoint holds no other
-        else:
-            seed_everything(self.cfg.seed + runtime.rank() + 1_000_003 * self.state.iteration)
-        saved_world, saved_batch = saved["world_size"], saved["config"]["batch_size"]
-        if self.is_main and (saved_world, saved_batch) != (runtime.world_size(), self.cfg.batch_size):
-            print(f"note: the checkpoint was written by {saved_world} process(es) at batch size {saved_batch} "
-                  f"per process; continuing with {runtime.world_size()} x {self.cfg.batch_size} (iteration, "
-                  f"LR schedule and epoch position carry over)")
-        if self.is_main:
-            print(f"resumed from {path} at iteration {self.state.iteration}")
 
     def _data_position(self) -> tuple[int, int]:
         return data_position(self.state.iteration, self.resumed_position, self.global_batch, len(self.batches))
