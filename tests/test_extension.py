@@ -133,3 +133,20 @@ def test_the_dice_example_script_trains_and_resumes(tmp_path):
     record = json.loads((tmp_path / "run" / "config.json").read_text())
     assert record["config"]["iters"] == 2 and record["resumes"][0]["changed"] == {"iters": 4, "resume": True}
     assert load_checkpoint(tmp_path / "run" / "last.pth")["iteration"] == 4
+
+
+class EarlyAccess(Trainer):
+    """Written for the time when Trainer.__init__ built the parts: reads one in its own __init__."""
+
+    def __init__(self, cfg, **kwargs):
+        super().__init__(cfg, **kwargs)
+        self.initial = [p.detach().clone() for p in self.model.parameters()]
+
+
+def test_a_subclass_that_reads_a_part_in_its_init_still_works(tmp_path):
+    trainer = EarlyAccess(tiny_config(tmp_path, iters=2, val_every=2))
+    assert len(trainer.initial) == len(list(trainer.model.parameters())) and trainer.state.iteration == 0
+    trainer.fit()
+    assert any(not torch.equal(a, b) for a, b in zip(trainer.initial, trainer.model.parameters()))
+    with pytest.raises(AttributeError, match="has no attribute 'nonexistent'"):
+        trainer.nonexistent

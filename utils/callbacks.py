@@ -14,7 +14,11 @@ A callback subclasses `Callback` and overrides the events it needs; each gets th
 
 `state_dict()` / `load_state_dict(state)` carry a callback's own state across a resume
 (tensors and plain values; it is saved in every checkpoint under "callbacks", keyed by the
-callback's `name`), so that a stateful callback resumes exactly.
+callback's `name`), so that a stateful callback resumes exactly. Under torchrun the main
+process writes checkpoints, so every process gets back the main process's state.
+
+Events run in the list's order (the training log first), `on_train_end` in reverse, so
+that the training log prints the run's last line.
 
 A script passes objects, `run(cfg, callbacks=[MyCallback()])`; a registered one is named on
 the command line, `--callbacks grad-norm snapshots --callback-kwargs '{"snapshots": {"every": 1000}}'`.

@@ -227,6 +227,7 @@ def describe_training(state: dict) -> str:
              f"{cfg.get('optimizer')} lr {cfg.get('lr')} wd {cfg.get('weight_decay')} poly {cfg.get('poly_power')}",
              f"crop {crop if isinstance(crop, int) else 'x'.join(map(str, crop or ()))} "
              f"scale {cfg.get('scale_min')}-{cfg.get('scale_max')}",
+             f"loss {cfg.get('loss', 'ce')}{' ' + str(cfg['loss_kwargs']) if cfg.get('loss_kwargs') else ''}",
              f"class weights {cfg.get('class_weights', 'none')}"]
     parts += ["amp"] * bool(cfg.get("amp")) + ["channels_last"] * bool(cfg.get("channels_last"))
     if origin.get("git_commit"):

@@ -45,7 +45,8 @@ class _BuildAfterInit(type):
 
     def __call__(cls, *args, **kwargs):
         trainer = super().__call__(*args, **kwargs)
-        trainer.setup()
+        if not trainer.__dict__.get("_built"):  # a subclass's __init__ may have needed a part already
+            trainer.setup()
         return trainer
 
 
@@ -89,8 +90,26 @@ class Trainer(metaclass=_BuildAfterInit):
             if not isinstance(callback, Callback):
                 raise TypeError(f"a callback must be a utils.callbacks.Callback, got {type(callback).__name__}")
 
+    def __getattr__(self, name: str):
+        # Only for attributes not found: a part asked for before setup() ran, by a subclass's
+        # __init__ written for the time when parts were built inside Trainer.__init__, builds
+        # them now (its own attributes set after that point are not seen by its builders).
+        state = self.__dict__
+        if name.startswith("__") or "cfg" not in state or state.get("_building") or state.get("_built"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        self.setup()
+        return getattr(self, name)
+
     def setup(self) -> None:
         """Build every part of the run, in order (called once, right after construction)."""
+        self._building = True
+        try:
+            self._build()
+        finally:
+            self._building = False
+        self._built = True
+
+    def _build(self) -> None:
         cfg = self.cfg
         self.device = pick_device(cfg.device)
         runtime.init_distributed(self.device.type)
