@@ -1,8 +1,5 @@
 """The loss registry (utils/losses.py): each loss against a direct computation, sums and the
 auxiliary rule, the options' routing, and the --loss / --loss-kwargs flags."""
-import runpy
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,8 +11,6 @@ from utils.cli import parse_config
 from utils.engine import TrainConfig, Trainer
 from utils.losses import LOSSES, build_loss
 from utils.weight_map import UNetBorderWeights
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def batch(seed=0, classes=3):
@@ -204,10 +199,3 @@ def test_the_engine_trains_with_each_loss(tmp_path, loss, options):
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
     assert trainer.criterion.factors == [1.0] * len(loss.split("+"))
 
-
-def test_the_dice_script_selects_the_registered_dice_loss():
-    dice_cfg = runpy.run_path(str(ROOT / "train" / "isbi-u-net-dice" / "train.py"), run_name="script")["cfg"]
-    base = runpy.run_path(str(ROOT / "train" / "isbi-u-net" / "train.py"), run_name="script")["cfg"]
-    assert dice_cfg.loss == "ce+dice" and base.loss == "ce"
-    assert {k: v for k, v in vars(dice_cfg).items() if k != "loss"} == {k: v for k, v in vars(base).items()
-                                                                        if k != "loss"}
