@@ -122,6 +122,8 @@ def test_pixel_weights_reach_only_the_terms_that_take_them():
         (weighted_ce + term("dice")(logits, target)).item(), rel=1e-6)
     with pytest.raises(ValueError, match="no term of the loss takes per-pixel weights .*ce, ohem, focal"):
         build_loss("dice", {"pixel_weights": "unet-border"})
+    with pytest.raises(ValueError, match="border_w0 only apply with pixel_weights unet-border"):
+        build_loss("ce", {"border_w0": 3.0})
     with pytest.raises(ValueError, match="border_class 3 is not a class index"):
         build_loss("ce", {"pixel_weights": "unet-border", "border_class": 3}, num_classes=3)
 

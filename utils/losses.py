@@ -195,7 +195,7 @@ class SegmentationLoss(nn.Module):
     def _total(self, logits: torch.Tensor, target: torch.Tensor, pixel_weights: torch.Tensor | None) -> torch.Tensor:
         total = None
         for factor, term in zip(self.factors, self.terms):
-            value = term(logits, target, pixel_weights if term.takes_pixel_weights else None)
+            value = term(logits, target, pixel_weights if getattr(term, "takes_pixel_weights", False) else None)
             value = value if factor == 1 else factor * value
             total = value if total is None else total + value
         return total
@@ -287,10 +287,13 @@ def _pixel_weight_map(kind: str, border: dict, terms: list, ignore_index: int,
     if kind not in PIXEL_WEIGHTS:
         raise ValueError(f"pixel_weights {kind!r} is not one of: {', '.join(PIXEL_WEIGHTS)}")
     if kind == "none":
+        if border != BORDER_DEFAULTS:
+            raise ValueError(f"{', '.join(k for k in border if border[k] != BORDER_DEFAULTS[k])} only apply with "
+                             f"pixel_weights unet-border")
         return None
-    if not any(term.takes_pixel_weights for _, term in terms):
+    if not any(getattr(term, "takes_pixel_weights", False) for _, term in terms):
         raise ValueError(f"pixel_weights {kind}: no term of the loss takes per-pixel weights "
-                         f"(those that do: {', '.join(n for n, c in LOSSES.items() if c.takes_pixel_weights)})")
+                         f"(those that do: {', '.join(n for n, c in LOSSES.items() if getattr(c, "takes_pixel_weights", False))})")
     if num_classes is not None and not 0 <= border["border_class"] < num_classes:
         raise ValueError(f"border_class {border['border_class']} is not a class index (0..{num_classes - 1})")
     if not border["border_sigma"] > 0 or not border["border_w0"] >= 0:
