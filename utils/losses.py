@@ -292,8 +292,9 @@ def _pixel_weight_map(kind: str, border: dict, terms: list, ignore_index: int,
                              f"pixel_weights unet-border")
         return None
     if not any(getattr(term, "takes_pixel_weights", False) for _, term in terms):
+        takers = [name for name, cls in LOSSES.items() if getattr(cls, "takes_pixel_weights", False)]
         raise ValueError(f"pixel_weights {kind}: no term of the loss takes per-pixel weights "
-                         f"(those that do: {', '.join(n for n, c in LOSSES.items() if getattr(c, 'takes_pixel_weights', False))})")
+                         f"(those that do: {', '.join(takers)})")
     if num_classes is not None and not 0 <= border["border_class"] < num_classes:
         raise ValueError(f"border_class {border['border_class']} is not a class index (0..{num_classes - 1})")
     if not border["border_sigma"] > 0 or not border["border_w0"] >= 0:
