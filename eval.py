@@ -6,7 +6,9 @@
 
 The model, data set, input normalisation, validation settings and precision
 (--amp, --channels-last) come from the checkpoint, so eval.py reproduces the
-run's own validation figures; flags override them. Prints acc, acc_cls, mean_iu,
+run's own validation figures; flags override them. Each inference flag is the
+training flag without its "val-" (--tile is the run's --val-tile, --scales its
+--val-scales; utils/inference_settings.py). Prints acc, acc_cls, mean_iu,
 fwavacc, mean_dice and a per-class IoU and Dice table; for two-class data sets
 also sensitivity, specificity, precision, F1, ROC AUC and average precision of
 class 1 (utils/binary_metrics.py).
@@ -16,7 +18,8 @@ Metrics are always computed against the original-resolution labels: with
 --protocol semseg is the test of PSPNet's authors (hszhao/semseg), under which
 their published figures were measured: e.g. for VOC 2012 and ADE20K
 `--protocol semseg --long-side 512 --tile 473`, for Cityscapes
-`--protocol semseg --long-side 2048 --tile 713` (see utils/inference.py).
+`--protocol semseg --long-side 2048 --tile 713` (see utils/inference.py); it takes
+no --base-size (give --base-size 0 where the checkpoint has one).
 
 Runs on the GPU when there is one (--device). Images are batched (--batch-size;
 1 for data sets whose images differ in size). Memory: whole-image inference
@@ -37,15 +40,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-import datasets
 from utils.binary_metrics import BINARY_KEYS
-from utils.cli import (add_inference_args, base_size, check_inference_args, describe_training, inference_config,
-                       input_norm, load_for_inference, precision)
+from utils.cli import add_inference_args, check_inference_args, inference_overrides
 from utils.confusion_figure import check_confusion_path, save_confusion_png
-from utils.data import eval_loader
-from utils.inference import evaluate
-from utils.runtime import pick_device
-from utils.transforms import eval_transforms
+from utils.predictor import Predictor
 from utils.visualize import overlay, save_palette_png
 
 
@@ -54,7 +52,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("checkpoint", help="a last.pth or best.pth written by a training script")
     parser.add_argument("--split", default=None, help="split to evaluate (default: the checkpoint's val split)")
     parser.add_argument("--data-root", default=None, help="data set folder (default: the checkpoint's)")
-    parser.add_argument("--batch-size", type=int, default=None, help="images per batch (default: the checkpoint's)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     add_inference_args(parser)
     parser.add_argument("--save-dir", default=None, help="write palette PNG predictions and overlays here")
@@ -78,16 +75,11 @@ def format_table(metrics: dict, classes: list[str]) -> str:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    device = pick_device(args.device)
-    state, model = load_for_inference(args.checkpoint, device)
-    print(describe_training(state))
-    cfg = state["config"]
-    split = args.split or cfg["val_split"]
-    inference = inference_config(args, cfg, "eval.py")
-    channels_last, amp_dtype = precision(args, cfg, device, model)
-    norm = input_norm(state)
-    dataset = datasets.build_dataset(state["dataset"], split, args.data_root or cfg["data_root"],
-                                     eval_transforms(base_size(args, cfg) or None, norm=norm), **state["dataset_kwargs"])
+    predictor = Predictor.from_checkpoint(args.checkpoint, args.device, "eval.py", **inference_overrides(args))
+    print(predictor.describe())
+    state, inference = predictor.checkpoint, predictor.settings
+    split = args.split or predictor.train_config["val_split"]
+    dataset = predictor.dataset(split, args.data_root)
     if not getattr(dataset, "has_labels", True):
         # Cityscapes keeps images in one subfolder per city: name the split's folder.
         folder = Path(dataset.samples[0][0]).parent.parent if len(dataset) else "IMAGE_FOLDER"
@@ -95,14 +87,14 @@ def main(argv=None) -> dict:
                          f"the benchmark), so there is nothing to score. Segment it with predict.py instead, "
                          f"e.g. `python predict.py {args.checkpoint} {folder} --out predictions/` "
                          f"(folders are searched recursively), and submit the result to the benchmark's server.")
-    loader = eval_loader(dataset, args.batch_size or cfg["val_batch_size"], args.workers, device.type == "cuda")
+    loader = predictor.loader(dataset, args.workers)
 
     on_batch = None
     if args.save_dir:
         save_dir = Path(args.save_dir)
         save_dir.mkdir(parents=True, exist_ok=True)
         names = [dataset.sample_name(i) for i in range(len(dataset))]
-        palette = state["palette"]
+        palette, norm = predictor.palette, predictor.input_norm
         seen = [0]
 
         def save_batch(index, images, targets, predictions, logits):
@@ -116,14 +108,15 @@ def main(argv=None) -> dict:
 
         on_batch = save_batch
 
-    metrics = evaluate(model, loader, state["num_classes"], device, inference, dataset.ignore_index,
-                       on_batch=on_batch, progress=True, progress_bars=args.progress, channels_last=channels_last,
-                       autocast_dtype=amp_dtype)
+    metrics = predictor.evaluate(loader, dataset.ignore_index, on_batch=on_batch, progress=True,
+                                 progress_bars=args.progress)
     settings = [inference.mode, f"scales {list(inference.scales)}"] + ["flip"] * inference.flip
     if inference.protocol == "semseg":  # the authors' test: always crops, always the mirror image
         settings = [f"semseg protocol: long side {inference.long_side or 'as is'}, crops {inference.tile} at "
                     f"stride {inference.stride}, flip", f"scales {list(inference.scales)}"]
-    settings += [f"amp {str(amp_dtype).split('.')[-1]}"] * (amp_dtype is not None) + ["channels_last"] * channels_last
+    if predictor.autocast_dtype is not None:
+        settings.append(f"amp {str(predictor.autocast_dtype).split('.')[-1]}")
+    settings += ["channels_last"] * inference.channels_last
     print(f"{state['model']} on {state['dataset']} {split} ({len(dataset)} images, {', '.join(settings)})")
     for key in ("acc", "acc_cls", "mean_iu", "fwavacc"):
         print(f"{key:<8} {metrics[key]:.4f}")

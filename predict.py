@@ -9,9 +9,9 @@ image); with --probs also NAME.npy, the float16 softmax probabilities
 (utils/probability_maps.py). Folders are searched recursively and their subfolders are mirrored
 under --out (Cityscapes' leftImg8bit/test/<city>/ gives <out>/<city>/).
 Inference options are those of eval.py (--mode, --tile, --stride, --tile-batch,
---base-size, --scales, --flip, --protocol, --long-side, --device, --amp,
---channels-last); by default
-the checkpoint's validation settings, input normalisation and precision.
+--base-size, --scales, --flip, --mirror-margin, --protocol, --long-side, --device,
+--amp, --channels-last); by default the checkpoint's validation settings, input
+normalisation and precision.
 """
 from __future__ import annotations
 
@@ -20,17 +20,13 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from datasets.base import DatasetError, read_image
 from datasets.pairing import IMAGE_SUFFIXES  # the formats the folder data set reads
-from utils.cli import (add_inference_args, base_size, check_inference_args, inference_config, input_norm,
-                       load_for_inference, precision)
-from utils.inference import predict_logits
+from utils.cli import add_inference_args, check_inference_args, inference_overrides
+from utils.predictor import Predictor
 from utils.probability_maps import float16_probabilities, save_probabilities
-from utils.runtime import pick_device
-from utils.transforms import ResizeShorterSide, eval_transforms
 from utils.visualize import overlay, progress_bar, save_palette_png
 
 
@@ -42,7 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no-overlay", action="store_true", help="write only the palette PNGs")
     parser.add_argument("--probs", action="store_true",
                         help="also write NAME.npy: float16 softmax probabilities (classes, H, W) at the image's size")
-    add_inference_args(parser)
+    add_inference_args(parser, exclude=("batch_size",))  # one image at a time: each at its own size
     args = parser.parse_args(argv)
     check_inference_args(parser, args)
     return args
@@ -76,16 +72,10 @@ def collect_images(inputs: list[str], out_dir: Path | None = None) -> list[tuple
 
 def main(argv=None) -> list[Path]:
     args = parse_args(argv)
-    device = pick_device(args.device)
-    state, model = load_for_inference(args.checkpoint, device)
-    cfg = state["config"]
-    inference = inference_config(args, cfg, "predict.py")
-    size = base_size(args, cfg)
+    predictor = Predictor.from_checkpoint(args.checkpoint, args.device, "predict.py", **inference_overrides(args))
+    palette = predictor.palette
     out_dir = Path(args.out)
     paths = collect_images(args.inputs, out_dir)
-    channels_last, amp_dtype = precision(args, cfg, device, model)
-    normalise = eval_transforms(norm=input_norm(state))
-    resize = ResizeShorterSide(size) if size else None
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     bar = progress_bar(len(paths), "predict", bars=args.progress)
@@ -94,24 +84,18 @@ def main(argv=None) -> list[Path]:
             image = read_image(path)
         except DatasetError as err:
             raise SystemExit(f"predict.py: {err}") from None
-        height, width = image.shape[-2:]
-        model_input = resize(image) if resize else image
-        batch = normalise(model_input)[None].as_subclass(torch.Tensor).to(device)
-        if channels_last:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits = predict_logits(model, batch, state["num_classes"], inference, size=(height, width))
-        probabilities = float16_probabilities(logits, inference.protocol) if args.probs else None
+        logits = predictor.segment(image)
+        probabilities = float16_probabilities(logits, predictor.settings.protocol) if args.probs else None
         # With --probs the PNG is the argmax of the saved probabilities, so that the two agree.
         prediction = (probabilities.argmax(0) if args.probs else logits.argmax(1)[0].cpu().numpy()).astype(np.uint8)
         target = out_dir / f"{name}.png"
         target.parent.mkdir(parents=True, exist_ok=True)
-        save_palette_png(prediction, state["palette"], target)
+        save_palette_png(prediction, palette, target)
         if args.probs:
             save_probabilities(probabilities, out_dir / f"{name}.npy")
         if not args.no_overlay:
             rgb = image.permute(1, 2, 0).numpy()
-            Image.fromarray(overlay(rgb, prediction, state["palette"])).save(out_dir / f"{name}_overlay.png")
+            Image.fromarray(overlay(rgb, prediction, palette)).save(out_dir / f"{name}_overlay.png")
         written.append(target)
         bar.update(1)
     bar.close()

@@ -320,7 +320,7 @@ def test_semseg_protocol_matches_their_loops(size, base_size):
     with torch.no_grad():
         expected = reference_protocol(lambda t: net(t)["out"], image, 4, crop=33, base_size=base_size)
         cfg = InferenceConfig(protocol="semseg", tile=33, stride=math.ceil(33 * 2 / 3), long_side=base_size,
-                              batch_size=3)
+                              tile_batch=3)
         got = predict_logits(net, image[None], 4, cfg)[0]
     assert got.shape == expected.shape == (4, *size)
     torch.testing.assert_close(got, expected, atol=1e-12, rtol=0)
@@ -338,10 +338,11 @@ def test_semseg_protocol_averages_probabilities_not_logits():
 
 def test_eval_flags_select_the_protocol_and_its_stride():
     args = eval_script.parse_args(["x.pth", "--protocol", "semseg", "--long-side", "512", "--tile", "473"])
-    from utils.cli import inference_config
-    cfg = inference_config(args, dataclasses.asdict(TrainConfig()), "eval.py")
+    from utils.cli import inference_overrides
+    cfg = InferenceConfig.from_train_config(dataclasses.asdict(TrainConfig()), **inference_overrides(args))
     assert (cfg.protocol, cfg.long_side, cfg.tile, cfg.stride) == ("semseg", 512, 473, 316)
-    default = inference_config(eval_script.parse_args(["x.pth"]), dataclasses.asdict(TrainConfig()), "eval.py")
+    default = InferenceConfig.from_train_config(dataclasses.asdict(TrainConfig()),
+                                                **inference_overrides(eval_script.parse_args(["x.pth"])))
     assert default.protocol == "default" and default.stride == TrainConfig().val_stride
     with pytest.raises(SystemExit):
         eval_script.parse_args(["x.pth", "--protocol", "theirs"])

@@ -13,7 +13,7 @@ scale 1 (no sliding window, test-time scales, flips or resizing).
 
 After writing, the file is run with onnxruntime (when installed: it is not needed to export)
 on random images, at two sizes when they are free, and the largest difference from
-PyTorch's logits is printed. See docs/inference.md.
+PyTorch's logits is printed. See docs/export.md.
 """
 from __future__ import annotations
 
@@ -24,8 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 
 import argparse
 
-from utils.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from utils.cli import input_norm
+from utils.predictor import Predictor
 from utils.onnx_export import (INPUT_NAME, OPSET, OUTPUT_NAME, RELATIVE_TOLERANCE, RawImageModel, agrees,
                                export_onnx, max_difference, onnxruntime_session, trace_size)
 
@@ -78,12 +77,10 @@ def differs_from_whole_image(train_config: dict) -> list[str]:
 
 def main(argv=None) -> Path:
     args = parse_args(argv)
-    try:
-        state = load_checkpoint(args.checkpoint)
-        network = model_from_checkpoint(state)
-    except CheckpointError as err:
-        raise SystemExit(f"export.py: {err}") from None
-    model = RawImageModel(network, input_norm(state)).eval()
+    # the network alone, in float32 and the default memory format, whatever the run validated with
+    predictor = Predictor.from_checkpoint(args.checkpoint, "cpu", "export.py", amp=False, channels_last=False)
+    state = predictor.checkpoint
+    model = RawImageModel(predictor.model, predictor.input_norm).eval()
     out = Path(args.out)
     dynamic = args.height is None
     size = trace_size(*crop_of(state["config"])) if dynamic else (args.height, args.width)

@@ -29,23 +29,16 @@ import argparse
 import json
 from typing import Callable
 
-import datasets
-from utils.cli import (add_inference_args, base_size, check_inference_args, inference_config, input_norm,
-                       load_for_inference, precision)
-from utils.data import eval_loader
-from utils.runtime import pick_device
-from utils.inference import evaluate
-from utils.transforms import eval_transforms
+from utils.cli import add_inference_args, check_inference_args, inference_overrides
+from utils.predictor import Predictor
 from utils.cell_segments import THRESHOLDS, best_threshold, filled_rand_error, thresholded_pixel_error
 from utils.metrics import RandScore, rand_error
 
 
-def split_figures(model, state: dict, split: str, data_root: str, base: int | None, inference, device,
-                  channels_last: bool, amp_dtype, foreground: int) -> dict:
+def split_figures(predictor: Predictor, split: str, data_root: str | None, foreground: int) -> dict:
     """Confusion-matrix metrics, the class map's Rand error (pooled and per slice), and the cell
     probabilities and masks (for the filled segments) of every slice of `split`."""
-    dataset = datasets.build_dataset(state["dataset"], split, data_root, eval_transforms(base, input_norm(state)),
-                                     **state["dataset_kwargs"])
+    dataset = predictor.dataset(split, data_root)
     pooled = RandScore(foreground)
     per_slice, probabilities, masks = [], [], []
 
@@ -57,9 +50,7 @@ def split_figures(model, state: dict, split: str, data_root: str, base: int | No
             probabilities.append(cell.numpy())
             masks.append(target.numpy())
 
-    metrics = evaluate(model, eval_loader(dataset, 1, 0, False), state["num_classes"], device, inference,
-                       dataset.ignore_index, on_batch=on_batch, channels_last=channels_last,
-                       autocast_dtype=amp_dtype)
+    metrics = predictor.evaluate(predictor.loader(dataset, batch_size=1), dataset.ignore_index, on_batch=on_batch)
     return {"metrics": metrics, "rand": pooled.compute(), "per_slice": per_slice,
             "names": [dataset.sample_name(i) for i in range(len(dataset))],
             "probabilities": probabilities, "masks": masks}
@@ -80,7 +71,7 @@ def main(argv=None) -> dict:
                              "(default: the one with the lowest pixel error on --tune-split)")
     parser.add_argument("--tune-split", default="train",
                         help="split the thresholds are chosen on (default: train, slices 0..24)")
-    add_inference_args(parser)
+    add_inference_args(parser, exclude=("batch_size",))  # one slice at a time
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     check_inference_args(parser, args)
@@ -88,16 +79,12 @@ def main(argv=None) -> dict:
         value = getattr(args, flag)
         if value is not None and not 0 <= value < 1:
             parser.error(f"--{flag.replace('_', '-')} must be in [0, 1), got {value}")
-    device = pick_device(args.device)
-    state, model = load_for_inference(args.checkpoint, device)
-    cfg = state["config"]
-    inference = inference_config(args, cfg, "isbi_report.py")
-    channels_last, amp_dtype = precision(args, cfg, device, model)
-    data_root = args.data_root or cfg["data_root"]
+    predictor = Predictor.from_checkpoint(args.checkpoint, args.device, "isbi_report.py",
+                                          **inference_overrides(args))
+    state, inference = predictor.checkpoint, predictor.settings
 
     def figures(split: str) -> dict:
-        return split_figures(model, state, split, data_root, base_size(args, cfg) or None, inference, device,
-                             channels_last, amp_dtype, args.foreground)
+        return split_figures(predictor, split, args.data_root, args.foreground)
 
     held_out = figures(args.split)
     probabilities, masks, foreground = held_out["probabilities"], held_out["masks"], args.foreground

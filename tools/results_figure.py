@@ -22,13 +22,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-import datasets
 from models.layers import resize
-from utils.cli import (add_inference_args, base_size, check_inference_args, inference_config, input_norm,
-                       load_for_inference)
-from utils.runtime import pick_device
-from utils.inference import predict_logits
-from utils.transforms import eval_transforms
+from utils.cli import add_inference_args, check_inference_args, inference_overrides
+from utils.predictor import Predictor
 from utils.visualize import colorize
 
 TITLE_HEIGHT = 14  # pixels of the title strip: PIL's default bitmap font is 11 pixels high
@@ -49,29 +45,23 @@ def main(argv=None) -> Path:
     parser.add_argument("--split", default=None, help="default: the first checkpoint's val split")
     parser.add_argument("--data-root", default=None, help="default: the first checkpoint's")
     parser.add_argument("--gap", type=int, default=4, help="white pixels between panels")
-    add_inference_args(parser)
+    add_inference_args(parser, exclude=("batch_size",))  # one image at a time
     args = parser.parse_args(argv)
     check_inference_args(parser, args)
-    device = pick_device(args.device)
-    loaded = [(path, *load_for_inference(path, device)) for path in args.checkpoints]
-    first = loaded[0][1]
-    for path, state, _ in loaded[1:]:
+    predictors = [Predictor.from_checkpoint(path, args.device, "results_figure.py", **inference_overrides(args))
+                  for path in args.checkpoints]
+    first = predictors[0].checkpoint
+    for path, predictor in zip(args.checkpoints[1:], predictors[1:]):
+        state = predictor.checkpoint
         if (state["dataset"], state["num_classes"]) != (first["dataset"], first["num_classes"]):
             raise SystemExit(f"results_figure.py: {path} is {state['dataset']} with {state['num_classes']} classes, "
                              f"but {args.checkpoints[0]} is {first['dataset']} with {first['num_classes']}: "
                              "one picture compares checkpoints of one data set")
     split = args.split or first["config"]["val_split"]
     data_root = args.data_root or first["config"]["data_root"]
-
-    def dataset_for(state: dict):
-        # each checkpoint sees the images at its own validation base size; the labels stay full size
-        return datasets.build_dataset(state["dataset"], split, data_root,
-                                      eval_transforms(base_size(args, state["config"]) or None, input_norm(state)),
-                                      **state["dataset_kwargs"])
-
-    columns = [(state, model, dataset_for(state), inference_config(args, state["config"], "results_figure.py"))
-               for _, state, model in loaded]
-    size = len(columns[0][2])
+    # each checkpoint sees the images at its own validation base size; the labels stay full size
+    columns = [(predictor, predictor.dataset(split, data_root)) for predictor in predictors]
+    size = len(columns[0][1])
     indices = args.indices if args.indices is not None else list(range(min(args.num, size)))
     bad = [i for i in indices if not 0 <= i < size]
     if bad or not indices:
@@ -80,16 +70,15 @@ def main(argv=None) -> Path:
     rows = []
     for index in indices:
         panels = []
-        for column, (state, model, dataset, inference) in enumerate(columns):
+        for column, (predictor, dataset) in enumerate(columns):
             image, mask = (t.as_subclass(torch.Tensor) for t in dataset[index])
             if column == 0:  # the image at the labels' size, whatever base size the model saw
                 shown = resize(image[None].float(), mask.shape[-2:])[0]
-                panels += [input_norm(state).denormalize(shown), colorize(mask, palette)]
-            logits = predict_logits(model, image[None].to(device), state["num_classes"], inference,
-                                    size=mask.shape[-2:])
+                panels += [predictor.input_norm.denormalize(shown), colorize(mask, palette)]
+            logits = predictor.logits(image[None], size=mask.shape[-2:])
             panels.append(colorize(logits.argmax(1)[0].cpu(), palette))
         rows.append([p.permute(1, 2, 0).numpy() for p in panels])
-    titles = ["image", "ground truth"] + [column_title(state) for state, _, _, _ in columns]
+    titles = ["image", "ground truth"] + [column_title(predictor.checkpoint) for predictor in predictors]
     canvas = tile_panels(rows, titles, args.gap)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

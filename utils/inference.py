@@ -8,8 +8,6 @@
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -21,6 +19,7 @@ from datasets.base import IGNORE_INDEX
 from models.layers import align_corners_of, resize
 
 from .binary_metrics import ScoreHistogram, binary_metrics, class_one_log_odds
+from .inference_settings import InferenceConfig
 from .metrics import ConfusionMatrix
 from .visualize import progress_bar
 
@@ -93,11 +92,6 @@ def sliding_window(predict: Callable[[torch.Tensor], torch.Tensor], images: torc
 # Scales average probabilities too. The result is a probability map, whose
 # argmax is the prediction (evaluation and predict.py only take the argmax).
 
-def semseg_stride(tile: int) -> int:
-    """The authors' crop stride: ceil(2/3 of the crop)."""
-    return math.ceil(tile * 2 / 3)
-
-
 def long_side_size(height: int, width: int, long_side: int) -> tuple[int, int]:
     """(height, width) with the longer side `long_side`, rounded as their test.py rounds
     (Python's round: halves go to the even neighbour)."""
@@ -150,38 +144,6 @@ def semseg_probabilities(forward: Callable[[torch.Tensor], torch.Tensor], images
 
 # ---------------------------------------------------------------- whole image, TTA, mirrored borders
 
-PROTOCOLS = ("default", "semseg")
-
-
-@dataclass
-class InferenceConfig:
-    mode: str = "whole"                 # 'whole' or 'slide'
-    tile: int = 512                      # sliding-window tile size
-    stride: int = 341                    # sliding-window stride (2/3 of the tile)
-    batch_size: int = 4                  # tiles per forward pass
-    scales: Sequence[float] = (1.0,)     # test-time scales
-    flip: bool = False                   # also average the horizontally flipped prediction
-    mirror_margin: int = 0               # reflect-pad the image by this many pixels first, crop back after
-    protocol: str = "default"            # 'semseg': PSPNet's authors' test (crops of `tile`, probabilities)
-    long_side: int = 0                   # semseg: resize the longer side to this first (their base_size; 0: off)
-
-    def validate(self) -> None:
-        if self.mode not in ("whole", "slide"):
-            raise ValueError(f"mode must be 'whole' or 'slide', got {self.mode!r}")
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
-        if (self.mode == "slide" or self.protocol == "semseg") and not 0 < self.stride <= self.tile:
-            raise ValueError(f"need 0 < stride <= tile, got stride={self.stride}, tile={self.tile}")
-        if self.long_side < 0:
-            raise ValueError(f"long_side must be >= 0, got {self.long_side}")
-        if self.protocol == "semseg" and self.mirror_margin:
-            raise ValueError("the semseg protocol pads crops with the mean colour; it takes no mirror_margin")
-        if not self.scales or any(s <= 0 for s in self.scales):
-            raise ValueError(f"scales must be positive numbers, got {list(self.scales)}")
-        if self.mirror_margin < 0:
-            raise ValueError(f"mirror_margin must be >= 0, got {self.mirror_margin}")
-
-
 def mirror_pad(images: torch.Tensor, margin: int) -> torch.Tensor:
     """Reflect `images` [N, C, H, W] by `margin` pixels on every side (the border pixel is not repeated).
 
@@ -222,7 +184,7 @@ def predict_logits(model: nn.Module, images: torch.Tensor, num_classes: int,
 
     if cfg.protocol == "semseg":
         return semseg_probabilities(forward, images, num_classes, cfg.tile, cfg.stride, cfg.long_side,
-                                    cfg.scales, cfg.batch_size, flip=True, size=size)
+                                    cfg.scales, cfg.tile_batch, flip=True, size=size)
     align_corners = align_corners_of(model)
     margin = cfg.mirror_margin
     if margin:
@@ -231,7 +193,7 @@ def predict_logits(model: nn.Module, images: torch.Tensor, num_classes: int,
 
     def run(batch: torch.Tensor) -> torch.Tensor:
         if cfg.mode == "slide":
-            return sliding_window(forward, batch, num_classes, cfg.tile, cfg.stride, cfg.batch_size)
+            return sliding_window(forward, batch, num_classes, cfg.tile, cfg.stride, cfg.tile_batch)
         return forward(batch).float()
 
     height, width = images.shape[-2:]

@@ -16,7 +16,7 @@ import datasets
 import models
 
 from .callbacks import CALLBACKS, build_callbacks
-from .inference import InferenceConfig, semseg_stride
+from .inference_settings import InferenceConfig, validation_field
 from .losses import LOSSES, check_loss
 from .optim import OPTIMIZERS
 
@@ -106,20 +106,18 @@ class TrainConfig:
                             "RandomGaussianBlur, which applies it with probability 0.5; 0: off)")
     # validation
     val_every: int = _opt(500, "validate and write last.pth every N iterations")
-    val_mode: str = _opt("whole", "validation inference", ("whole", "slide"))
-    val_protocol: str = _opt("default", "validation protocol: semseg is the test of PSPNet's authors (crops of "
-                                        "--val-tile at stride ceil(2/3 tile) around the longer side resized to "
-                                        "--val-long-side, flipped, probabilities averaged; see eval.py)",
-                             ("default", "semseg"))
-    val_long_side: int = _opt(0, "semseg protocol: resize the longer side of validation images to this "
-                                 "(their base_size; 0: off)")
-    val_tile: int = _opt(512, "sliding-window tile size")
-    val_stride: int = _opt(341, "sliding-window stride")
-    val_base_size: int = _opt(0, "resize the shorter side of validation images to this for the model; "
-                                 "metrics stay at the labels' original resolution (0: off)")
-    val_batch_size: int = _opt(1, "validation images per batch")
-    val_mirror_margin: int = _opt(0, "reflect-pad validation images by this many pixels before inference and "
-                                     "crop the logits back (the U-Net paper's overlap-tile with mirrored borders)")
+    # how validation runs: the inference settings of utils/inference_settings.py, as --val-<name>
+    val_mode: str = validation_field("mode")
+    val_protocol: str = validation_field("protocol")
+    val_long_side: int = validation_field("long_side")
+    val_tile: int = validation_field("tile")
+    val_stride: int = validation_field("stride")
+    val_tile_batch: int = validation_field("tile_batch")
+    val_base_size: int = validation_field("base_size")
+    val_batch_size: int = validation_field("batch_size")
+    val_scales: tuple[float, ...] = validation_field("scales")
+    val_flip: bool = validation_field("flip")
+    val_mirror_margin: int = validation_field("mirror_margin")
     val_images: int = _opt(4, "validation images shown in TensorBoard")
     # runtime
     device: str = _opt("auto", "where to train", ("auto", "cpu", "cuda"))
@@ -156,8 +154,7 @@ class TrainConfig:
         crop = (self.crop_size,) if isinstance(self.crop_size, int) else tuple(self.crop_size)
         if len(crop) not in (1, 2) or any(not isinstance(c, int) or c < 1 for c in crop):
             raise ValueError(f"--crop-size must be one positive size or two (height width), got {self.crop_size}")
-        positive = ("iters", "batch_size", "val_every", "val_tile", "val_stride",
-                    "val_batch_size", "log_every", "max_nonfinite_steps")
+        positive = ("iters", "batch_size", "val_every", "log_every", "max_nonfinite_steps")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -165,15 +162,13 @@ class TrainConfig:
             raise ValueError(f"--lr must be a positive number, got {self.lr}")
         if not 0 < self.scale_min <= self.scale_max:
             raise ValueError(f"need 0 < --scale-min <= --scale-max, got {self.scale_min}, {self.scale_max}")
-        if self.val_stride > self.val_tile and self.val_protocol != "semseg":  # semseg derives its stride
-            raise ValueError(f"--val-stride {self.val_stride} exceeds --val-tile {self.val_tile}")
+        self.inference().validate(flag_prefix="--val-")
         if self.val_mode == "slide" and max(crop) > self.val_tile:
             raise ValueError(f"--crop-size {self.crop_size} exceeds --val-tile {self.val_tile}: sliding-window "
                              f"validation would show the model smaller windows than it was trained on; "
                              f"use --val-tile >= {max(crop)} or --val-mode whole")
-        for name in ("workers", "warmup_iters", "base_size", "val_base_size", "val_images", "weight_decay",
-                     "aux_weight", "border_w0", "border_class", "elastic_std", "val_mirror_margin", "rotate",
-                     "val_long_side"):
+        for name in ("workers", "warmup_iters", "base_size", "val_images", "weight_decay",
+                     "aux_weight", "border_w0", "border_class", "elastic_std", "rotate"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if not self.head_lr_mult > 0 or not math.isfinite(self.head_lr_mult):
@@ -209,8 +204,5 @@ class TrainConfig:
         return {**shorthand, **self.loss_kwargs}
 
     def inference(self) -> InferenceConfig:
-        # The authors' stride follows the crop (eval.py applies the same rule).
-        stride = semseg_stride(self.val_tile) if self.val_protocol == "semseg" else self.val_stride
-        return InferenceConfig(mode=self.val_mode, tile=self.val_tile, stride=stride,
-                               mirror_margin=self.val_mirror_margin, protocol=self.val_protocol,
-                               long_side=self.val_long_side)
+        """The validation's inference settings (eval.py reads the same from a checkpoint)."""
+        return InferenceConfig.from_train_config(self)
