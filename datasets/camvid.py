@@ -21,7 +21,6 @@ CLASSES = ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", 
 # The SegNet tutorial's CamVid colours (its palette strip, one pixel per class).
 PALETTE = ((128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222),
            (128, 128, 0), (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192))
-UNLABELLED = 11
 
 
 class CamVid(FilePairDataset):

@@ -21,7 +21,6 @@ import numpy as np
 
 from .base import DatasetError, FilePairDataset, check_split, require_file
 
-NUM_SLICES = 30
 SPLITS = {"train": range(0, 25), "val": range(25, 30), "all": range(0, 30)}
 
 

@@ -14,8 +14,10 @@ convolutions per level with channels doubling from `width` (64 in the paper),
   starts from the paper's init (Sec. 3): weights from N(0, sqrt(2 / N)), N the
   inputs of one output unit (k * k * in_channels; in_channels for the 2x2
   stride-2 up-convolution, whose output units each see one input position),
-  biases zero. PyTorch's default would give a sixth of that variance per
-  layer, so the logits of a fresh net would be about 20 times too small.
+  biases zero. PyTorch's default gives a sixth of that variance per layer:
+  measured on a fresh net of width 64 (six seeds, two 128-pixel shapes images),
+  the logits' standard deviation is 2.6 to 6.2 with the paper's init and 0.017
+  to 0.089 with PyTorch's, some 35 to 150 times smaller.
 """
 from __future__ import annotations
 

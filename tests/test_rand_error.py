@@ -26,14 +26,17 @@ def test_identical_segmentations_score_zero():
 def test_known_split():
     # Ground truth: one cell of 10 pixels. Prediction: two segments of 4 pixels, plus the
     # 2 pixels of the predicted membrane inside the true cell, each its own singleton segment.
-    # sum n_ij^2 = 4^2 + 4^2 + 1 + 1 = 34;  sum s_i^2 = 10^2 = 100;  sum t_j^2 = 4^2 + 4^2 + 1 + 1 = 34
+    # In the paper's notation (s: predicted sizes, t: true sizes):
+    # sum n_ij^2 = 4^2 + 4^2 + 1 + 1 = 34;  sum t_j^2 = 10^2 = 100;  sum s_i^2 = 4^2 + 4^2 + 1 + 1 = 34
     # V_rand = 2 * 34 / (100 + 34) = 34 / 67;  error = 33 / 67 = 0.49254...
     assert rand_error(SPLIT, ONE_CELL) == pytest.approx(33 / 67, abs=1e-12)
     score = RandScore()
     score.update(SPLIT, ONE_CELL)
     figures = score.compute()
-    assert figures["rand_split"] == pytest.approx(1.0)        # 34 / 34: no merge
-    assert figures["rand_merge"] == pytest.approx(34 / 100)  # the split costs recall
+    # Arganda-Carreras et al. 2015: V_split = sum n_ij^2 / sum t_j^2 (true sizes) falls with the split,
+    # V_merge = sum n_ij^2 / sum s_i^2 (predicted sizes) stays 1: nothing was merged
+    assert figures["rand_split"] == pytest.approx(34 / 100)
+    assert figures["rand_merge"] == pytest.approx(1.0)
     # pixel error: the 2 membrane pixels inside the cell out of 28
     assert pixel_error(torch.from_numpy(SPLIT), torch.from_numpy(ONE_CELL)) == pytest.approx(2 / 28)
 
@@ -41,9 +44,16 @@ def test_known_split():
 def test_known_merge():
     # Ground truth: two cells of 4 pixels separated by a membrane column. Prediction: one cell
     # over both (and the membrane, which is not ground-truth foreground, so it does not count).
-    # sum n_ij^2 = 4^2 + 4^2 = 32;  sum s_i^2 = 4^2 + 4^2 = 32;  sum t_j^2 = 8^2 = 64
+    # sum n_ij^2 = 4^2 + 4^2 = 32;  sum t_j^2 = 4^2 + 4^2 = 32;  sum s_i^2 = 8^2 = 64
     # V_rand = 2 * 32 / (32 + 64) = 2 / 3;  error = 1 / 3
     assert rand_error(ONE_CELL, TWO_CELLS) == pytest.approx(1 / 3, abs=1e-12)
+    score = RandScore()
+    score.update(ONE_CELL, TWO_CELLS)
+    figures = score.compute()
+    assert figures["rand_merge"] == pytest.approx(32 / 64)  # the merge lowers the merge score
+    assert figures["rand_split"] == pytest.approx(1.0)      # and no true cell was split
+    # V_rand is their harmonic mean
+    assert figures["v_rand"] == pytest.approx(2 / (1 / figures["rand_split"] + 1 / figures["rand_merge"]))
 
 
 def test_pooled_over_slices_and_ignore():

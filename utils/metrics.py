@@ -103,11 +103,16 @@ class RandScore:
     """The foreground-restricted Rand score V_rand of the ISBI 2012 challenge, accumulated over images.
 
     Arganda-Carreras et al., "Crowdsourcing the creation of image segmentation
-    algorithms for connectomics", Frontiers in Neuroanatomy 2015, Sec. 2.
-    With n_ij the pixels of ground-truth segment i that the prediction puts in
-    segment j, s_i = sum_j n_ij and t_j = sum_i n_ij,
+    algorithms for connectomics", Frontiers in Neuroanatomy 2015, Sec. 2, in its
+    notation: n_ij pixels lie in segment i of the prediction S and in segment j of
+    the ground truth T, s_i = sum_j n_ij (predicted sizes), t_j = sum_i n_ij (true sizes):
+        V_split = sum_ij n_ij^2 / sum_j t_j^2   (normalised by the true sizes: the chance that two
+                                                 pixels of one true segment share a predicted one;
+                                                 splitting a cell lowers it)
+        V_merge = sum_ij n_ij^2 / sum_i s_i^2   (normalised by the predicted sizes; merging cells
+                                                 lowers it)
         V_rand = 2 sum_ij n_ij^2 / (sum_i s_i^2 + sum_j t_j^2),   Rand error = 1 - V_rand
-    (the challenge writes it with p_ij = n_ij / n; the n^2 cancels). Conventions:
+    (the harmonic mean of the two; the paper writes p_ij = n_ij / n, and the n^2 cancels). Conventions:
     - Segments are the 4-connected components (scipy.ndimage.label's default) of
       the `foreground` class (ISBI: cell, id 1), in the ground truth and in the
       prediction separately; membrane pixels separate them.
@@ -115,7 +120,7 @@ class RandScore:
       count (membrane and ignore (255) pixels of the ground truth are left out).
     - A predicted membrane pixel inside a ground-truth cell is its own singleton
       segment (the adapted Rand convention of the challenge's and SNEMI3D's
-      scripts): it adds 1 to sum n_ij^2 and 1 to sum t_j^2, so predicting thin
+      scripts): it adds 1 to sum n_ij^2 and 1 to sum s_i^2, so predicting thin
       spurious membranes is penalised without merging anything.
     - Over several images (slices) the sums are pooled: each slice's segments are
       distinct, as if the slices were labelled in 2D and stacked. The score of a
@@ -153,8 +158,8 @@ class RandScore:
         denominator = self.sum_true + self.sum_pred
         v_rand = 2 * self.sum_joint / denominator if denominator else float("nan")
         return {"v_rand": v_rand, "rand_error": 1 - v_rand,
-                "rand_split": self.sum_joint / self.sum_pred if self.sum_pred else float("nan"),
-                "rand_merge": self.sum_joint / self.sum_true if self.sum_true else float("nan")}
+                "rand_split": self.sum_joint / self.sum_true if self.sum_true else float("nan"),
+                "rand_merge": self.sum_joint / self.sum_pred if self.sum_pred else float("nan")}
 
 
 def rand_error(prediction, target, foreground: int = 1) -> float:
@@ -169,8 +174,9 @@ def _as_numpy(array) -> np.ndarray:
 
 
 def _rand_sums(pred_ids, true_fg) -> tuple[int, int, int]:
-    """(sum n_ij^2, sum s_i^2, sum t_j^2) over ground-truth foreground pixels, in pixel counts,
-    of predicted segment labels `pred_ids` (0: none) against the true cells' components."""
+    """(sum n_ij^2, sum of the true sizes^2, sum of the predicted sizes^2) over ground-truth
+    foreground pixels, in pixel counts, of predicted segment labels `pred_ids` (0: none)
+    against the true cells' components."""
     true_ids, _ = ndimage.label(true_fg)
     inside = true_ids > 0
     t, p = true_ids[inside].astype(np.int64), pred_ids[inside].astype(np.int64)
