@@ -105,6 +105,20 @@ def rename_by_prefix(key: str, prefixes: Iterable[tuple[str, str]]) -> str | Non
     return None
 
 
+# ResNet-50, -101 and -152 differ only in the number of blocks of their third stage.
+RESNET_DEPTHS = {6: 50, 23: 101, 36: 152}
+
+
+def resnet_depth(state_dict: dict, layer3_prefix: str = "layer3.") -> int:
+    """50, 101 or 152: the depth of the ResNet whose weights `state_dict` holds, read from the
+    number of blocks under `layer3_prefix` (e.g. 'backbone.layer3.'); ValueError for another count."""
+    blocks = {key[len(layer3_prefix):].split(".")[0] for key in state_dict if key.startswith(layer3_prefix)}
+    if len(blocks) not in RESNET_DEPTHS:
+        known = ", ".join(f"ResNet-{depth} has {count}" for count, depth in RESNET_DEPTHS.items())
+        raise ValueError(f"{layer3_prefix[:-1]} has {len(blocks)} blocks: not a ResNet ({known})")
+    return RESNET_DEPTHS[len(blocks)]
+
+
 def align_corners_of(model: nn.Module | object) -> bool:
     """The resize convention `model` was built with (its `resize_align_corners` attribute, on it
     or on a submodule), so that inference resizes its logits back as the network itself

@@ -50,7 +50,7 @@ import torch
 from torch import nn
 
 from .backbones import DEEP_RESNET_ARCHS, RESNET_ARCHS, resnet
-from .layers import AdaptiveAvgPool2d, ConvBNReLU, rename_by_prefix, resize
+from .layers import AdaptiveAvgPool2d, ConvBNReLU, rename_by_prefix, resize, resnet_depth
 
 
 class PyramidPooling(nn.Module):
@@ -142,7 +142,7 @@ def psp_net(num_classes: int, *, backbone: str = "resnet50", pretrained: bool = 
 SEMSEG_OPTIONS = {"output_stride": 8, "aux": True, "dilate_first_block": True, "bin_batch_norm": True,
                   "align_corners": True}
 # Blocks in layer3 -> our backbone name (ResNet-50 has 6, ResNet-101 23).
-SEMSEG_BACKBONES = {6: "resnet50_deep", 23: "resnet101_deep"}
+SEMSEG_DEPTHS = (50, 101)  # the ResNets of their released PSPNets
 
 # Their key prefix -> ours. The deep-base backbone's modules have their names (layer0..4, layer0
 # with their indices). A pyramid bin is (pool, conv, bn, relu) there and (pool, (conv, bn, relu))
@@ -165,10 +165,10 @@ def _strip_module(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 
 def semseg_backbone(state_dict: dict[str, torch.Tensor]) -> str:
     """'resnet50_deep' or 'resnet101_deep', from the number of layer3 blocks of their checkpoint."""
-    blocks = {key.split(".")[1] for key in _strip_module(state_dict) if key.startswith("layer3.")}
-    if len(blocks) not in SEMSEG_BACKBONES:
-        raise ValueError(f"layer3 has {len(blocks)} blocks: not hszhao/semseg's PSPNet-50 (6) or -101 (23)")
-    return SEMSEG_BACKBONES[len(blocks)]
+    depth = resnet_depth(_strip_module(state_dict))
+    if depth not in SEMSEG_DEPTHS:
+        raise ValueError(f"a ResNet-{depth}: not hszhao/semseg's PSPNet-50 or -101")
+    return f"resnet{depth}_deep"
 
 
 def from_semseg(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -24,7 +24,7 @@ from tools.fake_data import make
 from models import psp_net
 from models.backbones import SEMSEG_DRIVE_URL, build_backbone, weight_path
 from models.input_norm import IMAGENET, input_norm_of
-from models.layers import align_corners_of
+from models.layers import align_corners_of, resnet_depth
 from utils.checkpoint import load_checkpoint, model_from_checkpoint
 from runs import train_until_killed
 from utils.engine import TrainConfig, Trainer
@@ -204,6 +204,23 @@ def test_unknown_keys_and_depths_are_errors():
     shallow = {k: v for k, v in theirs.items() if not k.startswith("module.layer3.5.")}
     with pytest.raises(ValueError, match="5 blocks"):
         psp_net.semseg_backbone(shallow)
+
+
+def test_one_resnet_depth_reader_serves_both_converters(tmp_path):
+    for blocks, depth in ((6, 50), (23, 101), (36, 152)):
+        keys = {f"backbone.layer3.{i}.conv1.weight": torch.zeros(1) for i in range(blocks)}
+        assert resnet_depth(keys, "backbone.layer3.") == depth
+        assert resnet_depth({k.removeprefix("backbone."): v for k, v in keys.items()}) == depth
+    with pytest.raises(ValueError, match="backbone.layer3 has 5 blocks: not a ResNet"):
+        resnet_depth({f"backbone.layer3.{i}.conv1.weight": torch.zeros(1) for i in range(5)}, "backbone.layer3.")
+    deepest = {f"module.layer3.{i}.conv1.weight": torch.zeros(1) for i in range(36)}
+    with pytest.raises(ValueError, match="a ResNet-152: not hszhao/semseg's PSPNet-50 or -101"):
+        psp_net.semseg_backbone(deepest)
+    src = tmp_path / "deeplabv3_resnet152.pth"
+    torch.save({k.replace("module.", "backbone."): v for k, v in deepest.items()}, src)
+    with pytest.raises(SystemExit, match="not torchvision's deeplabv3_resnet50 or _resnet101 state dict "
+                                         r"\(a ResNet-152\)"):
+        _load_converter().main(["torchvision-deeplabv3", str(src), str(tmp_path / "ours.pth")])
 
 
 # ---------------------------------------------------------------- the converter and the scripts

@@ -32,6 +32,7 @@ import torch
 import datasets
 from models import deeplab, psp_net
 from models.input_norm import IMAGENET
+from models.layers import resnet_depth
 from utils.checkpoint import CheckpointError, make_checkpoint, provenance, save_checkpoint
 from utils.engine import TrainConfig
 
@@ -115,12 +116,14 @@ def convert_torchvision_deeplabv3(src: Path, dataset_flag: str | None) -> dict:
         raise SystemExit(f"convert_checkpoint.py: torchvision's DeepLab v3 weights predict the 21 VOC classes; "
                          f"--dataset {dataset_flag} does not apply (leave it out, or pass voc)")
     state_dict = read_source(src)
-    blocks = {k.split(".")[2] for k in state_dict if k.startswith("backbone.layer3.")} if isinstance(
-        state_dict, dict) else set()
-    arch = {6: "resnet50", 23: "resnet101"}.get(len(blocks))
-    if arch is None:
+    try:
+        depth = resnet_depth(state_dict if isinstance(state_dict, dict) else {}, "backbone.layer3.")
+        if depth not in (50, 101):
+            raise ValueError(f"a ResNet-{depth}")
+    except ValueError as err:
         raise SystemExit(f"convert_checkpoint.py: {src} is not torchvision's deeplabv3_resnet50 or _resnet101 "
-                         f"state dict (layer3 has {len(blocks)} blocks)")
+                         f"state dict ({err})") from None
+    arch = f"resnet{depth}"
     options = {"output_stride": 8, "aux": any(k.startswith("aux_classifier.") for k in state_dict)}
     model = deeplab.deeplab_v3(21, backbone=arch, **options)
     try:
