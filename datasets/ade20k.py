@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import IGNORE_INDEX, FilePairDataset, check_split, descend, generated_palette, pair_by_stem
+from .base import IGNORE_INDEX, FilePairDataset, check_split, descend, generated_palette
+from .pairing import pair_files
 
 # The first name of each row of the benchmark's objectInfo150 list, in id order.
 CLASSES = (
@@ -62,6 +63,6 @@ class ADE20K(FilePairDataset):
         check_split("ade20k", split, tuple(SPLIT_FOLDERS))
         self.root = descend(self.resolve_root("ade20k", root), "images", ("ADEChallengeData2016",))
         folder = SPLIT_FOLDERS[split]
-        samples = pair_by_stem(self.root / "images" / folder, self.root / "annotations" / folder,
-                               image_suffixes=(".jpg",))
+        samples = pair_files(self.root / "images" / folder, self.root / "annotations" / folder,
+                             image_suffixes=(".jpg",))
         super().__init__(samples, split, transforms)

@@ -272,27 +272,6 @@ class FilePairDataset(SegmentationDataset):
                 self.load(index)
 
 
-def pair_by_stem(image_dir: Path, label_dir: Path, image_suffixes: Sequence[str] = IMAGE_SUFFIXES,
-                 label_suffix: str = ".png", label_stem: Callable[[str], str] = lambda s: s,
-                 ) -> list[tuple[Path, Path]]:
-    """Pair every image with its label by file stem; an unpaired file on either side is an error."""
-    for folder in (image_dir, label_dir):
-        if not folder.is_dir():
-            raise DatasetError(f"missing folder {folder}")
-    images = {p.stem: p for p in sorted(image_dir.iterdir()) if p.suffix.lower() in image_suffixes}
-    labels = {p.name[: -len(label_suffix)]: p for p in sorted(label_dir.iterdir()) if p.name.endswith(label_suffix)}
-    expected = {label_stem(stem): stem for stem in images}
-    missing = [images[stem] for key, stem in expected.items() if key not in labels]
-    if missing:
-        raise DatasetError(f"image {missing[0]} has no label in {label_dir} ({len(missing)} unpaired)")
-    orphans = [labels[key] for key in labels if key not in expected]
-    if orphans:
-        raise DatasetError(f"label {orphans[0]} has no image in {image_dir} ({len(orphans)} unpaired)")
-    if not images:
-        raise DatasetError(f"no images in {image_dir}")
-    return [(images[stem], labels[key]) for key, stem in sorted(expected.items(), key=lambda kv: kv[1])]
-
-
 def read_split_list(path: Path) -> list[str]:
     """One sample id per line (VOC ImageSets style); blank lines ignored."""
     if not path.is_file():

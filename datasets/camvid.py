@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import IGNORE_INDEX, FilePairDataset, check_split, pair_by_stem
+from .base import IGNORE_INDEX, FilePairDataset, check_split
+from .pairing import pair_files
 
 CLASSES = ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
            "Pedestrian", "Bicyclist")
@@ -38,5 +39,5 @@ class CamVid(FilePairDataset):
     def __init__(self, root=None, split: str = "train", transforms=None) -> None:
         check_split("camvid", split, self.splits)
         self.root = self.resolve_root("camvid", root)
-        samples = pair_by_stem(self.root / split, self.root / f"{split}annot")
+        samples = pair_files(self.root / split, self.root / f"{split}annot")
         super().__init__(samples, split, transforms)

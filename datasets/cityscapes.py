@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import IGNORE_INDEX, DatasetError, FilePairDataset, check_split, pair_by_stem
+from .base import IGNORE_INDEX, DatasetError, FilePairDataset, check_split
+from .pairing import pair_files
 
 # label id -> train id, from cityscapesScripts/helpers/labels.py. The ids not listed here map to
 # IGNORE_INDEX: 0..6 (unlabeled, ego vehicle, ... ground), 9 parking, 10 rail track, 14 guard rail,
@@ -83,9 +84,8 @@ class Cityscapes(FilePairDataset):
             if orphans:
                 raise DatasetError(f"labels {label_dir / orphans[0]} have no images in {image_dir}")
             for city in cities:
-                samples += pair_by_stem(image_dir / city, label_dir / city,
-                                        label_suffix=f"_{gt}_labelIds.png",
-                                        label_stem=lambda stem: stem.removesuffix("_leftImg8bit"))
+                samples += pair_files(image_dir / city, label_dir / city, image_name="{id}_leftImg8bit",
+                                      mask_name=f"{{id}}_{gt}_labelIds")
         if not samples:
             raise DatasetError(f"no images in {image_dir}")
         super().__init__(samples, split, transforms)

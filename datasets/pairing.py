@@ -2,15 +2,16 @@
 
 A pattern is a file name without extension holding `{id}` once: `{id}` (the same
 stem), `{id}_mask`, `{id}_segmentation`, `{id}_manual1`... An image and a mask pair
-up when the parts standing for `{id}` are equal. Unlike `base.pair_by_stem`, which
-stops at the first unpaired file and knows one label extension, this collects every
-unpaired file, so that `tools/inspect_data.py` can count them.
+up when the parts standing for `{id}` are equal. `match_files` collects every unpaired
+file, so that `tools/inspect_data.py` can count them; `pair_files` is the pairing of the
+data sets with a fixed layout (CamVid, ADE20K, Cityscapes), where an unpaired file is an error.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from .base import IMAGE_SUFFIXES, DatasetError  # IMAGE_SUFFIXES: the one list, defined next to read_image
 
@@ -28,8 +29,10 @@ def pattern_regex(pattern: str) -> re.Pattern:
 
 
 def match_files(image_dir: Path, mask_dir: Path, image_name: str = "{id}", mask_name: str = "{id}",
-                image_suffixes=IMAGE_SUFFIXES, mask_suffixes=IMAGE_SUFFIXES) -> Matching:
-    """Pair the files of `image_dir` and `mask_dir` (which may be the same folder)."""
+                image_suffixes=IMAGE_SUFFIXES, mask_suffixes=IMAGE_SUFFIXES, strict: bool = True) -> Matching:
+    """Pair the files of `image_dir` and `mask_dir` (which may be the same folder). With `strict`,
+    files of separate folders whose names fit no pattern count as unpaired; without, they are
+    left out (Cityscapes keeps colour and instance images beside its label ids)."""
     for folder, what in ((image_dir, "image"), (mask_dir, "mask")):
         if not folder.is_dir():
             raise DatasetError(f"missing {what} folder {folder}")
@@ -46,7 +49,7 @@ def match_files(image_dir: Path, mask_dir: Path, image_name: str = "{id}", mask_
     result.unpaired_masks = sorted(path for key, path in masks.items() if key not in images)
     # Files in the image folder that fit no pattern are unpaired images too (when the
     # folders differ: in a shared folder they may be anything else, such as a README).
-    if image_dir != mask_dir:
+    if strict and image_dir != mask_dir:
         result.unpaired_images += sorted(p for p in _files(image_dir, image_suffixes) if not image_re.fullmatch(p.stem))
         result.unpaired_masks += sorted(p for p in _files(mask_dir, mask_suffixes) if not mask_re.fullmatch(p.stem))
     return result
@@ -71,7 +74,8 @@ def _by_id(folder: Path, regex: re.Pattern, suffixes, what: str, skip=frozenset(
 
 
 def unpaired_error(matching: Matching, image_dir: Path, mask_dir: Path, image_name: str = "{id}",
-                   mask_name: str = "{id}") -> DatasetError | None:
+                   mask_name: str = "{id}", mask_suffixes: Sequence[str] = (".png", ".gif", ".tif", ".bmp", ".jpg"),
+                   ) -> DatasetError | None:
     """The error for the first unpaired file, naming where its partner was expected; None if all pair."""
     if matching.unpaired_images:
         image = matching.unpaired_images[0]
@@ -81,10 +85,27 @@ def unpaired_error(matching: Matching, image_dir: Path, mask_dir: Path, image_na
                                 f"name without extension should read {image_name.replace('{id}', '<id>')}); "
                                 f"{len(matching.unpaired_images)} image(s) unpaired")
         expected = mask_name.replace("{id}", match.group("id"))
-        return DatasetError(f"image {image} has no mask in {mask_dir} (expected {expected}.png, .gif, .tif, "
-                            f".bmp or .jpg; {len(matching.unpaired_images)} image(s) unpaired)")
+        endings = ", ".join(mask_suffixes[:-1]) + " or " + mask_suffixes[-1] if len(mask_suffixes) > 1 \
+            else mask_suffixes[0]
+        return DatasetError(f"image {image} has no mask in {mask_dir} (expected {expected}{endings}; "
+                            f"{len(matching.unpaired_images)} image(s) unpaired)")
     if matching.unpaired_masks:
         return DatasetError(f"mask {matching.unpaired_masks[0]} has no image in {image_dir} "
                             f"({len(matching.unpaired_masks)} mask(s) unpaired)")
     return None
 
+
+
+def pair_files(image_dir: Path, mask_dir: Path, image_name: str = "{id}", mask_name: str = "{id}",
+               image_suffixes: Sequence[str] = IMAGE_SUFFIXES, mask_suffixes: Sequence[str] = (".png",),
+               ) -> list[tuple[Path, Path]]:
+    """(image, mask) pairs of two folders, sorted by image name; an image without its mask or a
+    mask without its image is an error naming the file, and so is a folder without images. Files
+    whose names fit neither pattern are left out."""
+    matching = match_files(image_dir, mask_dir, image_name, mask_name, image_suffixes, mask_suffixes, strict=False)
+    error = unpaired_error(matching, image_dir, mask_dir, image_name, mask_name, mask_suffixes)
+    if error is not None:
+        raise error
+    if not matching.pairs:
+        raise DatasetError(f"no images in {image_dir}")
+    return matching.pairs
