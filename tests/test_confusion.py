@@ -12,8 +12,8 @@ from PIL import Image
 import datasets
 import eval as eval_script
 from runs import tiny_config
+from models.input_norm import InputNorm
 from utils.checkpoint import load_checkpoint, model_from_checkpoint
-from utils.cli import input_norm
 from utils.confusion_figure import HIGH, confusion_image, row_normalised
 from utils.engine import Trainer
 from utils.metrics import ConfusionMatrix
@@ -32,7 +32,7 @@ def test_eval_writes_the_metrics_own_confusion_counts_and_the_picture(tmp_path):
     # The reference: the model run image by image into a ConfusionMatrix of utils/metrics.py.
     state = load_checkpoint(checkpoint)
     model = model_from_checkpoint(state).eval()
-    val = datasets.build_dataset("shapes", "val", None, eval_transforms(None, input_norm(state)), **cfg.dataset_kwargs)
+    val = datasets.build_dataset("shapes", "val", None, eval_transforms(None, InputNorm.from_dict(state["input_norm"])), **cfg.dataset_kwargs)
     reference = ConfusionMatrix(state["num_classes"])
     with torch.no_grad():
         for image, mask in val:
