@@ -264,8 +264,7 @@ def write_run_config(run_dir: Path, config: dict, origin: dict, iteration: int) 
     if record is None:
         record = {"config": config, **origin, "started": started, "resumes": []}
     else:
-        as_json = json.loads(json.dumps(config, default=str))  # tuples read back from the file as lists
-        changed = {k: v for k, v in as_json.items() if record.get("config", {}).get(k) != v}
+        changed = {k: v for k, v in config.items() if record.get("config", {}).get(k) != v}
         record.setdefault("resumes", []).append({"iteration": iteration, "started": started, **origin,
                                                  "changed": changed})
     text = json.dumps(record, indent=2, default=str) + "\n"
