@@ -153,7 +153,6 @@ class Trainer(metaclass=_BuildAfterInit):
         self.callbacks = CallbackList(self.build_callbacks())
         self.state = RunState()
         self.stopped: StopRun | None = None
-        self.validation_images: list = []  # (image, target, prediction) of the last validation, for pictures
         self.validation_seconds = 0.0
         self.provenance = provenance() if self.is_main else {}
         self.resumed_position: dict | None = None  # where the data order stood in the checkpoint
@@ -321,17 +320,9 @@ class Trainer(metaclass=_BuildAfterInit):
     def validate_and_save(self) -> dict:
         """Validate, tell the callbacks, keep the best score, and write last.pth (and best.pth)."""
         cfg, s = self.cfg, self.state
-        rows = self.validation_images = []
-
-        def keep_rows(index, images, targets, predictions, logits):
-            for i in range(images.shape[0]):
-                if len(rows) < cfg.val_images:
-                    rows.append((images[i], targets[i], predictions[i]))
-
         started = time.perf_counter()
         metrics = evaluate(unwrap(self.model), self.val_loader, self.num_classes, self.device, cfg.inference(),
-                           self.val_set.ignore_index, on_batch=keep_rows if self.is_main else None,
-                           progress=self.is_main, progress_bars=cfg.progress, channels_last=cfg.channels_last,
+                           self.val_set.ignore_index, progress=self.is_main, progress_bars=cfg.progress, channels_last=cfg.channels_last,
                            autocast_dtype=self.autocast_dtype)
         self.validation_seconds = time.perf_counter() - started
         improved = metrics["mean_iu"] > s.best_score

@@ -12,6 +12,7 @@ import torch
 from . import runtime
 from .binary_metrics import BINARY_KEYS, format_binary
 from .callbacks import Callback
+from .val_samples import validation_pictures
 from .visualize import progress_bar
 
 
@@ -83,7 +84,10 @@ class TrainingLog(Callback):
             keys = ("acc", "acc_cls", "mean_iu", "fwavacc") + binary
             trainer.logger.scalars({f"val/{k}": metrics[k] for k in keys}, it)
             trainer.logger.class_iou(metrics["iou"], trainer.val_set.classes, it)
-            trainer.logger.prediction_grid(trainer.validation_images, trainer.val_set.palette, trainer.input_norm, it)
+            started = time.perf_counter()
+            trainer.logger.samples(validation_pictures(trainer), it)  # the same evenly spaced images every time
+            trainer.logger.confusion(metrics["confusion"], trainer.val_set.classes, it)
+            trainer.validation_seconds += time.perf_counter() - started  # not training throughput either
             self.write(f"[{it}/{cfg.iters}] val mean_iu {metrics['mean_iu']:.4f} acc {metrics['acc']:.4f} "
                        f"acc_cls {metrics['acc_cls']:.4f} fwavacc {metrics['fwavacc']:.4f} "
                        f"({trainer.validation_seconds:.0f} s)")

@@ -11,11 +11,9 @@ from typing import Sequence
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.utils import make_grid
 from tqdm import tqdm
 
 from datasets.base import IGNORE_INDEX
-from models.input_norm import InputNorm
 
 
 IGNORE_COLOUR = (255, 255, 255)
@@ -65,20 +63,6 @@ class TensorBoardLogger:
             for name, value in zip(classes, iou):
                 if value == value:  # skip NaN: class absent from this split
                     self.writer.add_scalar(f"val_iou/{name}", value, step)
-
-    def prediction_grid(self, rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-                        palette: Sequence[Sequence[int]], norm: InputNorm, step: int) -> None:
-        """One row per image: image | ground truth | prediction, in the data set's palette."""
-        if self.writer is None or not rows:
-            return
-        tiles = []
-        for image, target, prediction in rows:
-            tiles += [norm.denormalize(image).cpu(), colorize(target, palette).cpu(),
-                      colorize(prediction, palette).cpu()]
-        height = max(t.shape[1] for t in tiles)
-        width = max(t.shape[2] for t in tiles)
-        tiles = [torch.nn.functional.pad(t, (0, width - t.shape[2], 0, height - t.shape[1])) for t in tiles]
-        self.writer.add_image("val/image_truth_prediction", make_grid(tiles, nrow=3, padding=2), step)
 
     def config(self, values: dict, step: int) -> None:
         """Every setting of the run as a two-column Markdown table (TensorBoard's Text tab)."""
