@@ -132,3 +132,11 @@ def test_the_export_of_a_shapes_run_gives_predict_pys_class_ids(tmp_path, capsys
     top2 = np.sort(logits, axis=0)[-2:]
     # Equal, but for pixels where two classes tie to float precision (none, in practice).
     assert not differ.any() or (top2[1] - top2[0])[differ].max() < 1e-4, f"{differ.sum()} pixels differ"
+
+
+def test_the_validation_settings_the_graph_leaves_out_are_named():
+    assert export_tool.differs_from_whole_image({"val_mode": "whole", "val_scales": [1.0], "val_flip": False}) == []
+    notes = export_tool.differs_from_whole_image({"val_mode": "slide", "val_tile": 512, "val_scales": [0.5, 1.0],
+                                                  "val_flip": True, "val_mirror_margin": 92})
+    assert notes == ["sliding windows of 512", "test-time scales [0.5, 1.0]", "flipped copies",
+                     "a mirror margin of 92 pixels"]

@@ -70,6 +70,11 @@ def differs_from_whole_image(train_config: dict) -> list[str]:
         notes.append(f"the {train_config['val_protocol']} protocol")
     if train_config.get("val_base_size"):
         notes.append(f"a resize of the shorter side to {train_config['val_base_size']}")
+    scales = [float(x) for x in train_config.get("val_scales", (1.0,))]
+    if scales != [1.0]:
+        notes.append(f"test-time scales {scales}")
+    if train_config.get("val_flip"):
+        notes.append("flipped copies")
     if train_config.get("val_mirror_margin"):
         notes.append(f"a mirror margin of {train_config['val_mirror_margin']} pixels")
     return notes
