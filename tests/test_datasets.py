@@ -138,7 +138,7 @@ def test_read_mask_is_the_mask_of_getitem_without_transforms(fake_roots, name, m
             assert isinstance(mask, tv_tensors.Mask) and mask.dtype == torch.int64
             assert torch.equal(mask, ds[index][1]), (name, split, index)
         if name != "shapes":  # files: the mask alone, the image is never decoded
-            for module in ("datasets.base", "datasets.folder"):
+            for module in ("datasets.base", "datasets.folder.dataset"):
                 monkeypatch.setattr(f"{module}.read_image", lambda path: pytest.fail(f"read {path}"))
             assert torch.equal(ds.read_mask(0), masks[0])
             monkeypatch.undo()

@@ -15,7 +15,7 @@ from PIL import Image
 
 import eval as eval_script
 from datasets import DatasetError, build_dataset
-from datasets.mask_files import read_mask
+from datasets.folder.mask_files import read_mask_file
 from tools.fake_data import make_own_folder
 from tools import inspect_data
 from utils.engine import TrainConfig, Trainer
@@ -157,7 +157,7 @@ def test_gif_masks_read_as_the_grey_levels_they_show(tmp_path):
     with Image.open(root / "masks" / "case_00.gif") as img:
         indices = np.asarray(img)
     assert img.mode == "P" and set(np.unique(indices)) == {0, 1}  # GIF stores 0/255 as indices 0/1
-    assert set(np.unique(read_mask(root / "masks" / "case_00.gif").data)) == {0, 255}
+    assert set(np.unique(read_mask_file(root / "masks" / "case_00.gif").data)) == {0, 255}
     ds = build_dataset("folder", "all", root=root, **BINARY)
     assert torch.equal(ds[0][1], torch.from_numpy(indices.astype(np.int64)))
 

@@ -17,7 +17,7 @@ from PIL import Image
 from datasets import DatasetError, build_dataset
 from datasets.base import to_rgb8
 from datasets.folder import resize_nearest
-from datasets.mask_files import ramp_pixels, read_mask
+from datasets.folder.mask_files import ramp_pixels, read_mask_file
 from datasets.voc import VOC_PALETTE
 from tools.fake_data import make_own_folder
 from tools import inspect_data
@@ -108,7 +108,7 @@ def test_ramp_pixels_mark_interpolated_edges_not_class_regions():
 def test_lossiness_comes_from_the_real_encoding(tmp_path, suffix, save, lossy):
     path = tmp_path / f"mask{suffix}"
     Image.fromarray(class_ids(0) * 60).save(path, **save)
-    raw = read_mask(path)
+    raw = read_mask_file(path)
     assert raw.lossy == (lossy is not None)
     assert raw.format == (lossy or Image.open(path).format)
 
@@ -188,7 +188,7 @@ def test_16_bit_masks_of_more_than_255_ids_are_refused(tmp_path):
     root = make_own_folder(tmp_path, size=(40, 64), n=2)
     blocks = np.random.default_rng(0).permutation(320).reshape(20, 16) % 300  # ids 0..299 in 2 x 4 blocks
     write_ids(root, lambda k: np.kron(blocks, np.ones((2, 4), np.int64)).astype(np.uint16), ".png")
-    assert read_mask(root / "masks" / "case_00.png").data.max() == 299
+    assert read_mask_file(root / "masks" / "case_00.png").data.max() == 299
     with pytest.raises(DatasetError, match=r"values up to 299 .*At most 255 classes \(ids 0\.\.254\)"):
         build_dataset("folder", "all", root=root)
     with pytest.raises(DatasetError, match="300 classes are given"):

@@ -28,13 +28,13 @@ from PIL import Image
 from tqdm import tqdm
 
 from datasets.base import IGNORE_INDEX, DatasetError
-from datasets.declaration import as_json, load_declaration, show_value
 from datasets.folder import select_split, split_names
-from datasets.mask_encoding import MaskEncoder
-from datasets.mask_files import MASK_SUFFIXES, palette_reading, read_mask
-from datasets.mask_scan import scan_headers
+from datasets.folder.declaration import as_json, load_declaration, show_value
+from datasets.folder.mask_encoding import MaskEncoder
+from datasets.folder.mask_files import MASK_SUFFIXES, palette_reading, read_mask_file
+from datasets.folder.mask_scan import scan_headers
+from datasets.folder.suggest import MaskSummary, Survey, misreading
 from datasets.pairing import IMAGE_SUFFIXES, match_files
-from datasets.suggest import MaskSummary, Survey, misreading
 
 SHOWN_VALUES = 12  # values or colours listed one by one; the rest are summed on one line
 SHOWN_FILES = 3
@@ -86,7 +86,7 @@ def inspect(root: Path, options: dict, progress: bool = True) -> Report:
     for image_path, mask_path in tqdm(matching.pairs, desc="reading", unit="pair", disable=not progress):
         image_size = _read_image(image_path, report)
         try:
-            raw = read_mask(mask_path, colours=encoder is not None and encoder.colour, palette=palette)
+            raw = read_mask_file(mask_path, colours=encoder is not None and encoder.colour, palette=palette)
         except DatasetError as err:
             report.problems.append(str(err))
             continue

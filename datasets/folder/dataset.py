@@ -4,7 +4,7 @@
     <root>/masks/<stem>.png|gif|tif|bmp|jpg|webp    one mask per image
     <root>/dataset.json                             optional declaration: what the mask values or
                                                     colours mean, folders, name patterns
-                                                    (datasets/declaration.py, datasets/README.md)
+                                                    (declaration.py, datasets/README.md)
     <root>/classes.txt                              optional, without declared classes: one class
                                                     name per line, in id order
     <root>/splits/<split>.txt                       optional: one image stem per line, any split names
@@ -39,13 +39,13 @@ import numpy as np
 from PIL import Image
 from torchvision import tv_tensors
 
-from .base import (DatasetError, FilePairDataset, check_split, generated_palette, make_mask,
+from ..base import (DatasetError, FilePairDataset, check_split, generated_palette, make_mask,
                    read_image, read_split_list)
 from .declaration import Declaration, load_declaration
 from .mask_encoding import MaskEncoder
-from .mask_files import MASK_SUFFIXES, RawMask, palette_reading, read_mask
+from .mask_files import MASK_SUFFIXES, RawMask, palette_reading, read_mask_file
 from .mask_scan import scan_headers, snapping_report
-from .pairing import IMAGE_SUFFIXES, match_files, unpaired_error
+from ..pairing import IMAGE_SUFFIXES, match_files, unpaired_error
 from .suggest import MaskSummary, Survey, misreading
 
 # (path, modification time, size) -> the mask's value counts: the survey of undeclared masks reads
@@ -153,7 +153,7 @@ class Folder(FilePairDataset):
     # ------------------------------------------------------------------ reading
 
     def read_raw(self, path: Path) -> RawMask:
-        return read_mask(path, colours=self.encoder is not None and self.encoder.colour,
+        return read_mask_file(path, colours=self.encoder is not None and self.encoder.colour,
                          palette=self.palette_reading)
 
     def read_ids(self, path: Path) -> np.ndarray:
@@ -276,7 +276,7 @@ def resize_nearest(ids: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def survey_masks(paths: list[Path], palette: str = "auto") -> Survey:
     """The values of every undeclared mask (read once per file version; unreadable ones skipped,
     since loading them reports the error with the file's name); `palette`: the set's reading
-    of palette masks (mask_files.read_mask)."""
+    of palette masks (mask_files.read_mask_file)."""
     survey = Survey()
     for path in paths:
         try:
@@ -286,7 +286,7 @@ def survey_masks(paths: list[Path], palette: str = "auto") -> Survey:
         key = (str(path), stat.st_mtime_ns, stat.st_size, palette)
         if key not in _SURVEY_CACHE:
             try:
-                _SURVEY_CACHE[key] = MaskSummary.of(read_mask(path, palette=palette))
+                _SURVEY_CACHE[key] = MaskSummary.of(read_mask_file(path, palette=palette))
             except DatasetError:
                 _SURVEY_CACHE[key] = None
         summary = _SURVEY_CACHE[key]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import IGNORE_INDEX
+from ..base import IGNORE_INDEX
 from .declaration import DECLARATION_FILE, DEFAULTS, Value, as_json, show_value
 from .mask_files import RawMask, ramp_pixels, value_counts
 

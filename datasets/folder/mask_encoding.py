@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import IGNORE_INDEX, DatasetError
+from ..base import IGNORE_INDEX, DatasetError
 from .declaration import Declaration, Value, show_value
 from .mask_files import RawMask, pack, ramp_pixels, unpack
 

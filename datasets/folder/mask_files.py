@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .base import IMAGE_SUFFIXES, DatasetError
+from ..base import IMAGE_SUFFIXES, DatasetError
 
 MASK_SUFFIXES = IMAGE_SUFFIXES  # masks come in the same formats as images
 LOSSY_FORMATS = ("JPEG", "MPO")  # MPO: a JPEG with extra frames, as some cameras write
@@ -51,7 +51,7 @@ class RawMask:
         return self.data.shape[0], self.data.shape[1]
 
 
-def read_mask(path: Path, colours: bool = False, palette: str = "auto") -> RawMask:
+def read_mask_file(path: Path, colours: bool = False, palette: str = "auto") -> RawMask:
     """Read `path`; with `colours`, always as H x W x 3 colours (for colour declarations).
     `palette` ("auto", "indices" or "grey") is the data set's reading of palette masks."""
     if palette not in PALETTE_READINGS:

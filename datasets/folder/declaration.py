@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-from .base import IGNORE_INDEX, DatasetError
+from ..base import IGNORE_INDEX, DatasetError
 
 DECLARATION_FILE = "dataset.json"
 
