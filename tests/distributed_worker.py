@@ -3,11 +3,13 @@
     python -m torch.distributed.run --standalone --nproc-per-node 2 tests/distributed_worker.py MODE OUT [ARGS...]
 
 Modes:
-  train OUT [--fail-rank R] [--stop-at N] ENGINE_FLAGS...
+  train OUT [--fail-rank R] [--stop-at N] [--kill-at N] ENGINE_FLAGS...
                                              run the engine on the tiny Shapes setup; each rank
                                              writes the metrics fit() returns to OUT/rank<r>.json;
                                              rank R raises at its first validation; with --stop-at
-                                             every rank exits after validating at iteration N
+                                             every rank exits after validating at iteration N; with
+                                             --kill-at rank 1 of torchrun's first attempt kills itself
+                                             with SIGKILL right after the save at iteration N
   step OUT                                   one SGD step of a U-Net with BatchNorm in eval mode
                                              under DDP on this rank's half of a fixed batch; rank 0
                                              saves the parameters to OUT/step.pth
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -95,11 +98,14 @@ def main(argv: list[str]) -> None:
     if mode == "train":
         from utils import engine
 
-        fail_rank = stop_at = None
+        fail_rank = stop_at = kill_at = None
         if rest[:1] == ["--fail-rank"]:
             fail_rank, rest = int(rest[1]), rest[2:]
         if rest[:1] == ["--stop-at"]:
             stop_at, rest = int(rest[1]), rest[2:]
+        if rest[:1] == ["--kill-at"]:
+            kill_at, rest = int(rest[1]), rest[2:]
+        first_attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"
         rank = int(os.environ.get("RANK", 0))
         original = engine.Trainer.validate_and_save
 
@@ -107,6 +113,8 @@ def main(argv: list[str]) -> None:
             if runtime.rank() == fail_rank:
                 raise RuntimeError(f"rank {fail_rank} failed on purpose")
             metrics = original(self)
+            if self.state.iteration == kill_at and runtime.rank() == 1 and first_attempt:
+                os.kill(os.getpid(), signal.SIGKILL)  # last.pth is complete: the save ends in a collective
             if self.state.iteration == stop_at:  # the job ends here, as if its time ran out
                 (out / f"rank{rank}.json").write_text(json.dumps(metrics))
                 runtime.cleanup()

@@ -25,10 +25,14 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or
                                 reason="needs torch.distributed with gloo")
 
 
-def launch(args, nproc: int = 2, timeout: float = 120) -> subprocess.CompletedProcess:
+def launch(args, nproc: int = 2, timeout: float = 120, torchrun=(), wait: bool = True):
+    """torchrun (with the extra options `torchrun`) on the worker: its CompletedProcess, or with
+    wait=False the running Popen (text pipes)."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               str(WORKER), *map(str, args)]
+               *torchrun, str(WORKER), *map(str, args)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if not wait:
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
 
 

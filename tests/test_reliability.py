@@ -6,6 +6,7 @@ lands, it runs the script through DRIVER, which only adds a pause or a delay.
 """
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -26,7 +27,7 @@ from utils.checkpoint import CheckpointError, load_checkpoint, model_from_checkp
 from utils.data import ResumableBatchSampler, train_loader
 from runs import tiny_config
 from utils.engine import TrainConfig, Trainer
-from utils.faults import NonFiniteGuard
+from utils.faults import EXIT_WRITE_FAILED, NonFiniteGuard
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "train/shapes-u-net/train.py"
@@ -232,7 +233,7 @@ def tiny(run_dir, **overrides) -> TrainConfig:
     return tiny_config(run_dir, **{"dataset_kwargs": {"size": 32, "length": 16}, "val_batch_size": 16, **overrides})
 
 
-def test_a_failed_write_during_training_stops_with_a_clear_error(tmp_path, monkeypatch):
+def test_a_failed_write_during_training_stops_with_a_clear_error(tmp_path, monkeypatch, capsys):
     trainer = Trainer(tiny(tmp_path))
     real_save = torch.save
 
@@ -242,8 +243,10 @@ def test_a_failed_write_during_training_stops_with_a_clear_error(tmp_path, monke
         return real_save(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", fail_at_iteration_8)
-    with pytest.raises(CheckpointError, match="previous file is unchanged"):
+    with pytest.raises(SystemExit) as stop:
         trainer.fit()
+    assert stop.value.code == EXIT_WRITE_FAILED  # a status of its own: free space before a retry
+    assert "cannot write checkpoint" in capsys.readouterr().err
     assert load_checkpoint(tmp_path / "last.pth")["iteration"] == 4
 
 
@@ -266,13 +269,15 @@ def test_a_read_only_run_folder_fails_at_start(tmp_path):
         run_dir.chmod(0o755)
 
 
-def test_too_little_free_space_fails_at_start(tmp_path, monkeypatch):
+def test_too_little_free_space_fails_at_start(tmp_path, monkeypatch, capsys):
     real = shutil.disk_usage
     monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=100_000))
     started = []
     monkeypatch.setattr(Trainer, "fit", lambda self: started.append(1))
-    with pytest.raises(SystemExit, match=r"not enough free space for checkpoints in .*MiB free, about .*MiB"):
+    with pytest.raises(SystemExit) as stop:
         engine.run(tiny(tmp_path), [])
+    assert stop.value.code == EXIT_WRITE_FAILED
+    assert re.search(r"not enough free space for checkpoints in .*MiB free, about .*MiB", capsys.readouterr().err)
     assert not started and not (tmp_path / "last.pth").exists()
     monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=10 ** 9))
     Trainer(tiny(tmp_path))  # enough: starts

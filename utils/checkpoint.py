@@ -43,6 +43,11 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing, unreadable, or not one of ours; the message says which."""
 
 
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint or run record could not be written (a full disk, lost permissions); the
+    file it was to replace is unchanged."""
+
+
 def make_checkpoint(*, model: str, model_kwargs: dict, num_classes: int, input_norm: dict, dataset: str,
                     dataset_kwargs: dict, classes: list, palette: list, state_dict: dict, config: dict,
                     iteration: int = 0, metrics: dict | None = None, provenance: dict | None = None,
@@ -86,7 +91,7 @@ def _write_atomically(path: str | os.PathLike, write, what: str = "checkpoint") 
             os.unlink(tmp)
         if isinstance(err, OSError):  # a full disk, a vanished folder, lost permissions
             kept = "the previous file is unchanged" if path.exists() else "nothing was written"
-            raise CheckpointError(f"cannot write {what} {path} ({kept}): {err}") from err
+            raise CheckpointWriteError(f"cannot write {what} {path} ({kept}): {err}") from err
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:

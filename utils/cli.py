@@ -3,7 +3,9 @@
 Training: `parse_config` turns every field of a config dataclass into a flag.
 `batch_size` becomes `--batch-size`; booleans get `--flag` / `--no-flag`;
 sequences take several values; dicts take JSON; `int | tuple[int, int]` takes
-one value (an int) or two (a tuple), as `--crop-size 512` or `--crop-size 360 480`. A field's metadata may give
+one value (an int) or two (a tuple), as `--crop-size 512` or `--crop-size 360 480`;
+`bool | Literal["auto"]` is a boolean flag that also takes one of the words, as
+`--resume` / `--resume auto` / `--no-resume`. A field's metadata may give
 `help` and `choices`. The instance passed in supplies the defaults, so a
 training script's own values are what `--help` shows.
 
@@ -62,6 +64,12 @@ def _add_field_flag(parser: argparse.ArgumentParser, field: dataclasses.Field, k
     if kind is bool:
         parser.add_argument(flag, action=argparse.BooleanOptionalAction, **options)
         return
+    words = _bool_or_words(kind)
+    if words:  # --flag (True), --flag WORD, --no-flag (False)
+        parser.add_argument(flag, nargs="?", const=True, choices=words, metavar="|".join(words), **options)
+        parser.add_argument("--no-" + flag[2:], action="store_false", dest=field.name, default=argparse.SUPPRESS,
+                            help=argparse.SUPPRESS)
+        return
     if _is_int_or_pair(kind):
         parser.add_argument(flag, nargs="+", type=int, metavar="N", **options)
         return
@@ -79,6 +87,15 @@ def _add_field_flag(parser: argparse.ArgumentParser, field: dataclasses.Field, k
     else:
         options["type"] = _optional(kind) if optional else kind
     parser.add_argument(flag, **options)
+
+
+def _bool_or_words(kind) -> tuple[str, ...]:
+    """The words of `bool | Literal[...]` (e.g. ("auto",) for --resume), else ()."""
+    args = typing.get_args(kind)
+    if not _is_union(kind) or bool not in args:
+        return ()
+    literals = [a for a in args if typing.get_origin(a) is typing.Literal]
+    return tuple(word for literal in literals for word in typing.get_args(literal))
 
 
 def build_parser(config, description: str | None = None) -> argparse.ArgumentParser:

@@ -32,7 +32,8 @@ import datasets
 
 from . import runtime
 from .callbacks import Callback
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, CheckpointWriteError
+from .faults import EXIT_WRITE_FAILED, WriteFailed
 from .cli import parse_config
 from .run_state import RunState, StopRun
 from .train_config import TrainConfig
@@ -61,5 +62,8 @@ def run(cfg: TrainConfig, argv: Sequence[str] | None = None, trainer: type[Train
         train = record(train)
     try:
         return train()
+    except (WriteFailed, CheckpointWriteError) as err:  # the run folder cannot be written: a status of its own
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_WRITE_FAILED) from None
     except (CheckpointError, datasets.DatasetError) as err:
         raise SystemExit(f"error: {err}") from None

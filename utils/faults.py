@@ -4,7 +4,10 @@
 honours after the current step (write last.pth, exit 128 + signal number); a
 second signal exits at once. `NonFiniteGuard` skips optimiser steps whose
 loss or gradients are not finite and reports when `limit` of them came in a
-row. `check_free_space` refuses to start a run whose checkpoints cannot fit.
+row. `check_free_space` refuses to start a run whose checkpoints cannot fit;
+that and every other failure to write the run folder end the process with
+EXIT_WRITE_FAILED (`WriteFailed`), a status of its own, so that a scheduler or a
+job script can tell "free some space first" from a crash worth retrying.
 """
 from __future__ import annotations
 
@@ -19,6 +22,17 @@ from torch import nn
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# sysexits.h's EX_IOERR: the run folder could not be written (a full disk, a quota, lost permissions).
+EXIT_WRITE_FAILED = 74
+
+
+class WriteFailed(SystemExit):
+    """Ends the process with EXIT_WRITE_FAILED; str() is the message, which the catcher prints
+    (a SystemExit with a number for its code exits silently)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.code = EXIT_WRITE_FAILED
 
 
 class StopSignals:
@@ -131,16 +145,24 @@ def checkpoint_bytes(model: nn.Module, optimizer_slots: int) -> int:
 
 
 def check_free_space(folder: Path, one_checkpoint: int) -> None:
-    """SystemExit unless `folder` has room for the checkpoints still to be written: last.pth,
+    """WriteFailed unless `folder` has room for the checkpoints still to be written: last.pth,
     best.pth and the temporary copy that exists while either is replaced."""
     missing = sum(not (folder / name).exists() for name in ("last.pth", "best.pth"))
     needed = (1 + missing) * one_checkpoint
     free = shutil.disk_usage(folder).free
     if free < needed:
-        raise SystemExit(f"not enough free space for checkpoints in {folder}: {free / 2**20:.1f} MiB free, "
+        raise WriteFailed(f"not enough free space for checkpoints in {folder}: {free / 2**20:.1f} MiB free, "
                          f"about {needed / 2**20:.1f} MiB needed (last.pth and best.pth of "
                          f"{one_checkpoint / 2**20:.1f} MiB each, plus a temporary copy while one is written); "
                          f"free some space or pass --run-dir on another disk")
+
+
+def checkpoint_write_failed(error: Exception | None, run_dir: Path, iteration: int, saved_iteration: int) -> str:
+    """The one line a run stops with when a checkpoint could not be written (`error` is rank 0's;
+    None on the other ranks, which print nothing)."""
+    kept = f"last.pth of iteration {saved_iteration}" if saved_iteration >= 0 else "no checkpoint of this run yet"
+    return (f"stopping at iteration {iteration}: {error or 'rank 0 could not write its checkpoint'}. {run_dir} "
+            f"keeps {kept}, whole; free some space there, then continue with --resume (or --resume auto)")
 
 
 def remove_stale_temporaries(folder: Path) -> None:

@@ -5,7 +5,6 @@ Each is a function of its inputs, so that the Trainer's constructor reads as a l
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import torch
@@ -13,36 +12,38 @@ from torch import nn
 
 from . import runtime
 from .checkpoint import CheckpointError, load_checkpoint
-from .faults import remove_stale_temporaries
+from .faults import WriteFailed, remove_stale_temporaries
+from .run_folder import agree, decide_resume
+from .run_lock import RunLock, lock_run_folder
 from .runtime import autocast_dtype, seed_everything
 
 
-def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
-    """Check that the run folder may be used as asked, move an earlier run's files aside with
-    --overwrite, and make sure it is writable (on the main process; the others only read it)."""
-    if not runtime.is_main():
-        return
-    if resume:
-        if not (run_dir / "last.pth").is_file():
-            raise SystemExit(f"--resume: no last.pth in {run_dir} to continue from")
-    elif (run_dir / "last.pth").exists() or (run_dir / "best.pth").exists():
-        if not overwrite:
-            raise SystemExit(f"{run_dir} already holds checkpoints of an earlier run; pass --resume to "
-                             f"continue it, --overwrite to start afresh (the old files are kept in a "
-                             f"subfolder), or --run-dir for a new folder")
-        backup = run_dir / time.strftime("replaced-%Y%m%d-%H%M%S")
-        backup.mkdir()
-        for item in run_dir.iterdir():
-            if item.is_file():
-                item.rename(backup / item.name)
+def prepare_run_dir(run_dir: Path, cfg, device: torch.device) -> tuple[RunLock | None, bool]:
+    """(the run folder's lock, whether the run continues from its last.pth).
+
+    The main process locks the folder, first, so that two runs started together cannot both
+    find it free; then it decides (run_folder.py: it refuses a folder used otherwise, or sets its
+    files aside with --overwrite) and checks that the folder is writable. Every other process
+    holds no lock and follows rank 0's decision."""
+    lock, resuming = _claim_run_dir(run_dir, cfg) if runtime.is_main() else (None, False)
+    return lock, agree(resuming, device)
+
+
+def _claim_run_dir(run_dir: Path, cfg) -> tuple[RunLock | None, bool]:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        lock = lock_run_folder(run_dir)
+    except OSError as err:
+        raise WriteFailed(f"cannot write to run folder {run_dir}: {err}") from None
+    resuming = decide_resume(run_dir, cfg.resume, cfg.overwrite, cfg.model, cfg.dataset)
+    try:
         probe = run_dir / ".write-test"
         probe.write_bytes(b"0" * 4096)
         probe.unlink()
     except OSError as err:
-        raise SystemExit(f"cannot write to run folder {run_dir}: {err}") from None
+        raise WriteFailed(f"cannot write to run folder {run_dir}: {err}") from None
     remove_stale_temporaries(run_dir)
+    return lock, resuming
 
 
 def check_batch_size(model: nn.Module, cfg, device: torch.device, model_kwargs: dict) -> None:

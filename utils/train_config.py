@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 import torch
 
@@ -132,7 +132,9 @@ class TrainConfig:
     log_every: int = _opt(20, "log the training loss every N iterations")
     run_dir: str | None = _opt(None, "folder for checkpoints and TensorBoard events "
                                      "(default: SEG_RUNS/<script folder>)")
-    resume: bool = _opt(False, "continue from last.pth in the run folder")
+    resume: bool | Literal["auto"] = _opt(False, "continue from last.pth in the run folder; auto: continue "
+                                                 "when it is there, else start afresh (one command line for "
+                                                 "a job's first start and every restart)")
     overwrite: bool = _opt(False, "start afresh in a run folder that holds checkpoints "
                                   "(the old files are moved to a replaced-<time> subfolder)")
     progress: bool = _opt(True, "show a progress bar")
@@ -182,6 +184,8 @@ class TrainConfig:
             raise ValueError(f"--border-sigma must be > 0, got {self.border_sigma}")
         if self.elastic_grid < 2:
             raise ValueError(f"--elastic-grid must be >= 2, got {self.elastic_grid}")
+        if self.resume not in (False, True, "auto"):
+            raise ValueError(f"--resume takes no value or 'auto', got {self.resume!r}")
         if self.resume and self.overwrite:
             raise ValueError("--resume and --overwrite contradict each other")
         check_loss(self.loss, self.loss_options())

@@ -23,10 +23,11 @@ from models.weight_download import downloads_allowed
 
 from . import runtime
 from .callbacks import Callback, CallbackList, build_callbacks
-from .checkpoint import make_checkpoint, provenance, save_checkpoint, unwrap, write_run_config
+from .checkpoint import CheckpointWriteError, make_checkpoint, provenance, save_checkpoint, unwrap, write_run_config
 from .class_weights import compute_class_weights, format_weights
 from .data import ResumableBatchSampler, eval_loader, train_loader
-from .faults import NonFiniteGuard, StopSignals, check_free_space, checkpoint_bytes, finite_weights
+from .faults import (EXIT_WRITE_FAILED, NonFiniteGuard, StopSignals, check_free_space, checkpoint_bytes,
+                     checkpoint_write_failed, finite_weights)
 from .inference import evaluate
 from .losses import build_loss
 from .optim import build_optimizer, param_groups, poly_lr
@@ -115,7 +116,7 @@ class Trainer(metaclass=_BuildAfterInit):
         runtime.init_distributed(self.device.type)
         self.is_main = runtime.is_main()
         self.run_dir = Path(cfg.run_dir) if cfg.run_dir else config.runs_dir() / self.default_name
-        prepare_run_dir(self.run_dir, cfg.resume, cfg.overwrite)
+        self.lock, self.resuming = prepare_run_dir(self.run_dir, cfg, self.device)  # rank 0 decides
         seed_everything(cfg.seed)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
@@ -156,7 +157,7 @@ class Trainer(metaclass=_BuildAfterInit):
         self.validation_seconds = 0.0
         self.provenance = provenance() if self.is_main else {}
         self.resumed_position: dict | None = None  # where the data order stood in the checkpoint
-        if cfg.resume:
+        if self.resuming:
             resume(self, self.run_dir / "last.pth")
         self.logger = TensorBoardLogger(self.run_dir, enabled=self.is_main)
         if self.is_main:
@@ -344,14 +345,20 @@ class Trainer(metaclass=_BuildAfterInit):
         if not finite_weights(unwrap(self.model)):
             raise StopRun(1, f"stopping at iteration {self.state.iteration}: the weights are no longer finite; "
                              f"{self.run_dir / 'last.pth'} (iteration {self.state.saved_iteration}) is kept as it was")
+        failed = None
         if self.is_main:
             state = self.checkpoint_state(metrics)
             self.callbacks.on_save(self, state)
-            if best:
-                save_checkpoint(state, self.run_dir / "best.pth")
-            save_checkpoint(state, self.run_dir / "last.pth")
+            try:
+                if best:
+                    save_checkpoint(state, self.run_dir / "best.pth")
+                save_checkpoint(state, self.run_dir / "last.pth")
+            except CheckpointWriteError as err:  # a full disk: the files already there are whole
+                failed = err
+        if runtime.max_over_ranks([failed is not None], self.device)[0]:  # every rank learns it; also the barrier
+            raise StopRun(EXIT_WRITE_FAILED, checkpoint_write_failed(failed, self.run_dir, self.state.iteration,
+                                                                     self.state.saved_iteration))
         self.state.saved_iteration = self.state.iteration
-        runtime.barrier()
 
     def _check_faults(self, sync: bool) -> None:
         """Stop on a signal (after writing last.pth) or after too many non-finite steps in a row.
@@ -391,4 +398,6 @@ class Trainer(metaclass=_BuildAfterInit):
         for callback in reversed(list(self.callbacks)):  # ended in the reverse order of their start
             callback.on_train_end(self)
         self.logger.close()
+        if self.lock is not None:
+            self.lock.release()
         runtime.cleanup()

@@ -15,6 +15,8 @@ from tqdm import tqdm
 
 from datasets.base import IGNORE_INDEX
 
+from .event_log import SafeEventWriter
+
 
 IGNORE_COLOUR = (255, 255, 255)
 
@@ -49,9 +51,8 @@ def overlay(image: np.ndarray, mask: np.ndarray, palette: Sequence[Sequence[int]
 class TensorBoardLogger:
     def __init__(self, log_dir: Path | str, enabled: bool = True) -> None:
         self.writer = None
-        if enabled:
-            from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(str(log_dir))
+        if enabled:  # a failed write (a full disk) is reported once and never stops the run
+            self.writer = SafeEventWriter(log_dir)
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         if self.writer is not None:
@@ -80,7 +81,7 @@ class TensorBoardLogger:
             from torch.utils.tensorboard.summary import hparams as hparams_summaries
             plain = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in values.items()}
             for summary in hparams_summaries(plain, {f"val/{k}": v for k, v in metrics.items()}):
-                self.writer.file_writer.add_summary(summary)
+                self.writer.add_summary(summary)
 
     def samples(self, pictures: dict[int, np.ndarray], step: int) -> None:
         """One image tag per validation sample (utils/val_samples.py): `val_samples/<index>`."""
