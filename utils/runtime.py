@@ -20,6 +20,12 @@ def init_distributed(device_type: str) -> None:
     """Join the process group torchrun describes: NCCL on CUDA, gloo on the CPU."""
     if not launched_by_torchrun() or dist.is_initialized():
         return
+    if (os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True" and os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")
+            != "0" and os.environ.get("RANK") == "0" and os.environ.get("TORCHELASTIC_RESTART_COUNT") == "0"):
+        # torchrun keeps one key store for all restarts, and a restarted process can read the
+        # address a dead one left there: the new group then fails to connect (seen with gloo).
+        print("note: with --max-restarts, start torchrun with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in its "
+              "environment, so that each restart gets a fresh key store (docs/scaling.md)", flush=True)
     if device_type == "cuda":
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         torch.cuda.set_device(device)
