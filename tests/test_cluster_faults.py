@@ -133,8 +133,8 @@ def test_resume_auto_starts_afresh_then_continues_where_the_run_stopped(tmp_path
 
 
 def test_resume_auto_refuses_checkpoints_of_another_configuration(tmp_path):
-    Trainer(tiny_config(tmp_path / "segnet", model="seg_net", model_kwargs={}, iters=1, val_every=1)).fit()
-    other = load_checkpoint(tmp_path / "segnet" / "last.pth")
+    Trainer(tiny_config(tmp_path / "one", iters=1, val_every=1)).fit()
+    other = {**load_checkpoint(tmp_path / "one" / "last.pth"), "model": "seg_net"}  # as another run's
     for name in ("last.pth", "best.pth"):  # best.pth alone: its run stopped during its first save
         folder = tmp_path / f"with-{name}"
         folder.mkdir()
