@@ -296,8 +296,46 @@ def make_isbi(root, size=32, n=None) -> Path:
     return out
 
 
+# ---------------------------------------------------------------- DRIVE
+
+def make_drive(root, size=(48, 40), n=None) -> Path:
+    """DRIVE's archive layout: training/ (ids 21..40) and test/ (ids 01..20), each with images/
+    (RGB TIFF: dark vessels on a red disc), 1st_manual/ (0/255 GIF vessels) and mask/ (0/255 GIF
+    field of view: a disc; vessels are drawn everywhere, so pixels outside it must be ignored).
+    `n` is accepted for a uniform signature; the archive's 20 + 20 ids are always written."""
+    out = Path(root) / "drive"  # read through `folder`: the root is any folder holding the archive
+    h, w = _hw(size)
+    yy, xx = np.mgrid[0:h, 0:w]
+    fov = ((yy - h / 2) / (h / 2)) ** 2 + ((xx - w / 2) / (w / 2)) ** 2 <= 0.8
+    for half, ids, image_name, fov_name in (("training", range(21, 41), "{}_training", "{}_training_mask"),
+                                             ("test", range(1, 21), "{}_test", "{}_test_mask")):
+        for k in ids:
+            key = f"{k:02d}"
+            rng = _rng("drive", half, k)
+            vessels = np.zeros((h, w), bool)
+            for _ in range(3):  # lines of random slope through random points, one or two pixels wide
+                y0, x0, angle = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(0, np.pi)
+                distance = np.abs((yy - y0) * np.cos(angle) - (xx - x0) * np.sin(angle))
+                vessels |= distance < rng.uniform(0.6, 1.2)
+            red = np.where(fov, 190, 0) + rng.normal(0, 8, (h, w))
+            picture = np.stack([red, red * 0.45, red * 0.2], axis=-1) * np.where(vessels, 0.55, 1.0)[..., None]
+            folder = out / half
+            (folder / "images").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(picture.clip(0, 255).astype(np.uint8)).save(
+                folder / "images" / f"{image_name.format(key)}.tif")
+            _save_gif(vessels, folder / "1st_manual" / f"{key}_manual1.gif")
+            _save_gif(fov, folder / "mask" / f"{fov_name.format(key)}.gif")
+    return out
+
+
+def _save_gif(binary: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.where(binary, 255, 0).astype(np.uint8)).save(path)
+
+
 GENERATORS = {"voc": make_voc, "voc_aug": make_voc_aug, "cityscapes": make_cityscapes,
-              "ade20k": make_ade20k, "camvid": make_camvid, "folder": make_folder, "isbi": make_isbi}
+              "ade20k": make_ade20k, "camvid": make_camvid, "folder": make_folder, "isbi": make_isbi,
+              "drive": make_drive}
 
 
 def make(name: str, root, size=32, n=3, **options) -> Path:

@@ -91,6 +91,16 @@ ADE20K = _base(dataset="ade20k", train_split="train", val_split="val", pretraine
 CAMVID = _base(dataset="camvid", train_split="train", val_split="val", pretrained=True, crop_size=(360, 480),
                iters=10000, val_every=1000, val_batch_size=4)
 ISBI = _base(dataset="isbi", train_split="train", val_split="val")
+# DRIVE's archive as it unpacks (Staal et al. 2004), read by the `folder` data set: training/images/
+# 21_training.tif, training/1st_manual/21_manual1.gif (0/255 vessels), training/mask/21_training_mask.gif
+# (the field of view, a region of interest: pixels outside it are ignored in loss and metrics).
+DRIVE_TRAINING_DECLARATION = {
+    "classes": {"background": 0, "vessel": 255},
+    "images": "training/images", "image_name": "{id}_training",
+    "masks": "training/1st_manual", "mask_name": "{id}_manual1",
+    "roi": "training/mask", "roi_name": "{id}_training_mask",
+}
+DRIVE = _base(dataset="folder", dataset_kwargs=DRIVE_TRAINING_DECLARATION)
 
 # ---------------------------------------------------------------- paper families
 

@@ -95,6 +95,12 @@ class TrainConfig:
     scale_min: float = _opt(0.5, "smallest random scale factor")
     scale_max: float = _opt(2.0, "largest random scale factor")
     hflip: bool = _opt(True, "random horizontal flips")
+    vflip: bool = _opt(False, "random vertical flips (for images with no up and down: retinas, cells, aerial views)")
+    brightness: float = _opt(0.0, "random brightness: a factor uniform in [1 - B, 1 + B] (0: off)")
+    contrast: float = _opt(0.0, "random contrast: a factor uniform in [1 - C, 1 + C] about the mean grey (0: off)")
+    gamma: float = _opt(0.0, "random gamma: an exponent log-uniform in [1 / (1 + G), 1 + G] (0: off)")
+    precrop: int = _opt(0, "cut a random window of this size first, so that scaling, deformation and rotation "
+                           "run on it rather than on the whole image (patch training on large images; 0: off)")
     base_size: int = _opt(0, "resize the shorter side to this before scaling and cropping (0: off)")
     elastic_std: float = _opt(0.0, "elastic deformation before cropping: std in pixels of the random "
                                    "displacements on the coarse grid (U-Net paper: 10; 0: off)")
@@ -171,11 +177,15 @@ class TrainConfig:
                              f"validation would show the model smaller windows than it was trained on; "
                              f"use --val-tile >= {max(crop)} or --val-mode whole")
         for name in ("workers", "warmup_iters", "base_size", "val_images", "weight_decay",
-                     "aux_weight", "border_w0", "border_class", "elastic_std", "rotate"):
+                     "aux_weight", "border_w0", "border_class", "elastic_std", "rotate",
+                     "gamma", "precrop"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if not self.head_lr_mult > 0 or not math.isfinite(self.head_lr_mult):
             raise ValueError(f"--head-lr-mult must be a positive number, got {self.head_lr_mult}")
+        for name in ("brightness", "contrast"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"--{name} is the largest relative change: 0 <= x < 1, got {getattr(self, name)}")
         if not 0 <= self.blur <= 1:
             raise ValueError(f"--blur is a probability: 0 <= P <= 1, got {self.blur}")
         if self.rotate > 180:

@@ -178,7 +178,8 @@ class Trainer(metaclass=_BuildAfterInit):
         cfg = self.cfg
         train = train_transforms(cfg.crop_size, (cfg.scale_min, cfg.scale_max), cfg.hflip, cfg.base_size or None,
                                  norm, elastic_std=cfg.elastic_std, elastic_grid=cfg.elastic_grid,
-                                 rotate=cfg.rotate, blur=cfg.blur)
+                                 rotate=cfg.rotate, blur=cfg.blur, vflip=cfg.vflip, brightness=cfg.brightness,
+                                 contrast=cfg.contrast, gamma=cfg.gamma, precrop=cfg.precrop)
         return train, eval_transforms(cfg.val_base_size or None, norm)
 
     def build_loss(self) -> nn.Module:

@@ -152,13 +152,55 @@ def random_blur(probability: float) -> v2.Transform:
     return v2.RandomApply([v2.GaussianBlur(BLUR_KERNEL, sigma=BLUR_SIGMA)], p=probability)
 
 
+class RandomGamma(v2.Transform):
+    """Raise uint8 images (scaled to [0, 1]) to a power drawn log-uniformly from
+    [1 / (1 + gamma), 1 + gamma]: the non-linear brightness change between cameras and
+    exposures that a linear brightness/contrast change does not cover. Masks pass through."""
+
+    def __init__(self, gamma: float) -> None:
+        super().__init__()
+        if gamma < 0:
+            raise ValueError(f"need gamma >= 0, got {gamma}")
+        self.log_range = float(torch.log1p(torch.tensor(gamma)))
+
+    def make_params(self, flat_inputs: list) -> dict:
+        return {"gamma": float(torch.exp((2 * torch.rand(()) - 1) * self.log_range))}
+
+    def transform(self, inpt, params: dict):
+        if not isinstance(inpt, tv_tensors.Image):
+            return inpt
+        return TF.adjust_gamma(inpt, params["gamma"])
+
+
+def photometric(brightness: float = 0.0, contrast: float = 0.0, gamma: float = 0.0) -> list:
+    """Random brightness and contrast (factors uniform in [1 - x, 1 + x]) and gamma (RandomGamma)
+    of the image; an empty list when all are 0."""
+    steps: list = []
+    if brightness > 0 or contrast > 0:
+        steps.append(v2.ColorJitter(brightness=brightness or None, contrast=contrast or None))
+    if gamma > 0:
+        steps.append(RandomGamma(gamma))
+    return steps
+
+
+def padded_random_crop(size: int | Sequence[int], norm: InputNorm) -> v2.Transform:
+    """A random crop of exactly `size`; smaller images are padded, the image with its mean colour
+    (zero once normalised), the mask with the ignore index."""
+    return v2.RandomCrop(size, pad_if_needed=True,
+                         fill={tv_tensors.Image: list(norm.mean_rgb8()), tv_tensors.Mask: IGNORE_INDEX})
+
+
 def train_transforms(crop_size: int | Sequence[int], scale_range: Sequence[float] = (0.5, 2.0),
                      hflip: bool = True, base_size: int | None = None, norm: InputNorm = IMAGENET,
                      elastic_std: float = 0.0, elastic_grid: int = 3, rotate: float = 0.0,
-                     blur: float = 0.0) -> v2.Compose:
+                     blur: float = 0.0, vflip: bool = False, brightness: float = 0.0,
+                     contrast: float = 0.0, gamma: float = 0.0, precrop: int = 0) -> v2.Compose:
     """Random scale, elastic deformation (when `elastic_std` > 0), random rotation (when
     `rotate` > 0) and Gaussian blur (with probability `blur`), crop of exactly
-    `crop_size` (an int, or (height, width)), flip, normalise with `norm`.
+    `crop_size` (an int, or (height, width)), flips, brightness/contrast/gamma
+    (`photometric`), normalise with `norm`. With `precrop` > 0, a random window of that
+    size is cut first, so that scaling, deformation and rotation run on the window rather
+    than the whole image (patch training on large images: several times faster).
 
     Every crop has the configured size: an image smaller than the crop is
     padded, the image with its mean colour (which normalises to zero, as the
@@ -169,6 +211,8 @@ def train_transforms(crop_size: int | Sequence[int], scale_range: Sequence[float
     steps: list = []
     if base_size:
         steps.append(ResizeShorterSide(base_size))
+    if precrop:
+        steps.append(padded_random_crop(precrop, norm))
     if tuple(scale_range) != (1.0, 1.0):
         steps.append(RandomScale(*scale_range))
     if elastic_std > 0:
@@ -177,10 +221,13 @@ def train_transforms(crop_size: int | Sequence[int], scale_range: Sequence[float
         steps.append(random_rotation(rotate, norm))
     if blur > 0:
         steps.append(random_blur(blur))
-    steps.append(v2.RandomCrop(crop_size, pad_if_needed=True,
-                               fill={tv_tensors.Image: list(norm.mean_rgb8()), tv_tensors.Mask: IGNORE_INDEX}))
+    steps.append(padded_random_crop(crop_size, norm))
     if hflip:
         steps.append(v2.RandomHorizontalFlip())
+    if vflip:
+        steps.append(v2.RandomVerticalFlip())
+    # After the crop: the photometric changes then touch only the pixels that are kept.
+    steps += photometric(brightness, contrast, gamma)
     return v2.Compose(steps + _to_model_input(norm))
 
 

@@ -46,6 +46,7 @@ from .mask_encoding import MaskEncoder
 from .mask_files import MASK_SUFFIXES, RawMask, palette_reading, read_mask_file
 from .mask_scan import scan_headers, snapping_report
 from ..pairing import IMAGE_SUFFIXES, match_files, unpaired_error
+from .roi import apply_region, find_region_files, read_region
 from .suggest import MaskSummary, Survey, misreading
 
 # (path, modification time, size) -> the mask's value counts: the survey of undeclared masks reads
@@ -108,7 +109,7 @@ class Folder(FilePairDataset):
     """A generic data set: images + masks (+ dataset.json, classes.txt, splits/); see the module docstring.
 
     Keyword options other than `num_classes` are declaration keys (`classes`, `ignore`,
-    `images`, `masks`, `image_name`, `mask_name`, `resize_masks`, `snap_distance`,
+    `images`, `masks`, `image_name`, `mask_name`, `roi`, `roi_name`, `resize_masks`, `snap_distance`,
     `max_far_fraction`); they replace the keys of the same name in `<root>/dataset.json`.
     """
 
@@ -141,6 +142,8 @@ class Folder(FilePairDataset):
         else:
             self.classes, self.palette = self._metadata(pairs, num_classes, mask_dir)
         super().__init__(pairs_in_split, split, transforms)
+        self.regions = (find_region_files([image for image, _ in self.samples], d.image_name,
+                                          self.root / d.roi, d.roi_name) if d.roi else {})
         if self.encoder is not None:
             in_split = {mask for _, mask in pairs_in_split}
             chosen = [(mask, h) for (_, mask), h in zip(pairs, headers) if mask in in_split]
@@ -173,10 +176,16 @@ class Folder(FilePairDataset):
     def decode_mask(self, index: int, image_size: tuple[int, int] | None = None) -> tv_tensors.Mask:
         """The class ids of sample `index`'s mask; with `image_size` (height, width), a mask of another
         size is resized to it (resize_masks) or an error."""
-        mask_path = self.samples[index][1]
+        image_path, mask_path = self.samples[index]
         ids = self.read_ids(mask_path)
         if image_size is not None and ids.shape != image_size and self.declaration.resize_masks:
             ids = resize_nearest(ids, image_size)
+        if self.regions:
+            region_path = self.regions[image_path]
+            inside = read_region(region_path)
+            if inside.shape != ids.shape and self.declaration.resize_masks:
+                inside = resize_nearest(inside.astype(np.int64), ids.shape).astype(bool)
+            ids = apply_region(ids, inside, region_path, mask_path)
         return make_mask(ids, mask_path, self.num_classes, None, image_size)
 
     def read_mask(self, index: int) -> tv_tensors.Mask:

@@ -8,6 +8,7 @@ same name. Every key is optional; the format is documented in datasets/README.md
      "ignore": [128],                               # values (or colours) read as 255, ignored
      "images": "training/images", "masks": "training/1st_manual",
      "image_name": "{id}_training", "mask_name": "{id}_manual1",
+     "roi": "training/mask", "roi_name": "{id}_training_mask",  # regions of interest (roi.py)
      "resize_masks": false, "snap": false, "snap_distance": 48, "max_far_fraction": 0.01}
 
 `classes` may also be a list of names: class-id masks, class i stored as value i.
@@ -28,7 +29,7 @@ Value = Union[int, tuple[int, int, int]]  # a grey/id value, or an RGB colour
 
 DEFAULTS: dict[str, Any] = {
     "classes": None, "ignore": [], "images": "images", "masks": "masks",
-    "image_name": "{id}", "mask_name": "{id}", "resize_masks": False,
+    "image_name": "{id}", "mask_name": "{id}", "roi": None, "roi_name": "{id}", "resize_masks": False,
     # Lossy (JPEG) masks: a pixel farther than snap_distance grey levels (per channel, for
     # colours) from every declared value is "far"; more than max_far_fraction of a mask's
     # pixels far means the declaration does not fit the file. JPEG at quality 50 leaves
@@ -51,6 +52,8 @@ class Declaration:
     masks: str = "masks"
     image_name: str = "{id}"
     mask_name: str = "{id}"
+    roi: str | None = None  # the folder of region-of-interest masks, relative to the root
+    roi_name: str = "{id}"
     resize_masks: bool = False
     snap_distance: int = 48
     max_far_fraction: float = 0.01
@@ -115,7 +118,11 @@ def parse_declaration(keys: dict[str, Any], source: str) -> Declaration:
     for key in ("images", "masks"):
         if not isinstance(merged[key], str) or not merged[key]:
             raise fail(key, "a folder, relative to the data set's root")
-    for key in ("image_name", "mask_name"):
+    if merged["roi"] is not None and (not isinstance(merged["roi"], str) or not merged["roi"]):
+        raise fail("roi", "a folder of region-of-interest masks, relative to the data set's root")
+    if "roi_name" in keys and merged["roi"] is None:
+        raise fail("roi_name", "no region name pattern without \"roi\" (the folder of region masks)")
+    for key in ("image_name", "mask_name", "roi_name"):
         pattern = merged[key]
         if not isinstance(pattern, str) or pattern.count("{id}") != 1 or "/" in pattern:
             raise fail(key, "a file name without extension holding {id} once, e.g. \"{id}_mask\"")
@@ -131,7 +138,7 @@ def parse_declaration(keys: dict[str, Any], source: str) -> Declaration:
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
         raise fail("max_far_fraction", "a number between 0 and 1")
     return Declaration(names, values, ignored, merged["images"], merged["masks"], merged["image_name"],
-                       merged["mask_name"], merged["resize_masks"], distance, float(fraction), merged["snap"], source,
+                       merged["mask_name"], merged["roi"], merged["roi_name"], merged["resize_masks"], distance, float(fraction), merged["snap"], source,
                        dict(keys))
 
 
