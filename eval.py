@@ -41,7 +41,7 @@ import numpy as np
 from PIL import Image
 
 from utils.binary_metrics import BINARY_KEYS
-from utils.cli import add_inference_args, check_inference_args, inference_overrides
+from utils.cli import add_inference_args, check_inference_args, inference_overrides, parse_json_object
 from utils.confusion_figure import check_confusion_path, save_confusion_png
 from utils.predictor import Predictor
 from utils.visualize import overlay, save_palette_png
@@ -52,6 +52,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("checkpoint", help="a last.pth or best.pth written by a training script")
     parser.add_argument("--split", default=None, help="split to evaluate (default: the checkpoint's val split)")
     parser.add_argument("--data-root", default=None, help="data set folder (default: the checkpoint's)")
+    parser.add_argument("--dataset-kwargs", type=parse_json_object, default=None, metavar="JSON",
+                        help="data set options replacing the checkpoint's of the same name, e.g. another "
+                             "half of a folder data set: '{\"images\": \"test/images\", ...}'")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     add_inference_args(parser)
     parser.add_argument("--save-dir", default=None, help="write palette PNG predictions and overlays here")
@@ -79,7 +82,7 @@ def main(argv=None) -> dict:
     print(predictor.describe())
     state, inference = predictor.checkpoint, predictor.settings
     split = args.split or predictor.train_config["val_split"]
-    dataset = predictor.dataset(split, args.data_root)
+    dataset = predictor.dataset(split, args.data_root, args.dataset_kwargs)
     if not getattr(dataset, "has_labels", True):
         # Cityscapes keeps images in one subfolder per city: name the split's folder.
         folder = Path(dataset.samples[0][0]).parent.parent if len(dataset) else "IMAGE_FOLDER"

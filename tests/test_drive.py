@@ -121,6 +121,18 @@ def test_the_script_trains_and_validates_on_a_drive_like_tree(drive, tmp_path):
     assert "f1" in result.stdout and "roc_auc" in result.stdout
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["config"]["dataset_kwargs"]["roi"] == "training/mask"
+    # The official test half, as the README scores it: its own folders, names and FOV masks.
+    test_half = json.dumps({"images": "test/images", "image_name": "{id}_test", "masks": "test/1st_manual",
+                            "roi": "test/mask", "roi_name": "{id}_test_mask"})
+    out = tmp_path / "test.json"
+    command = [sys.executable, str(ROOT / "eval.py"), str(tmp_path / "run" / "last.pth"), "--split", "all",
+               "--data-root", str(drive), "--dataset-kwargs", test_half, "--json", str(out), "--workers", "0"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads(out.read_text())
+    fov_pixels = sum(int(read_binary(p).sum()) for p in (drive / "test" / "mask").glob("*.gif"))
+    assert np.asarray(metrics["confusion"]).sum() == fov_pixels  # every pixel inside a FOV, none outside
+    assert 0 <= metrics["f1"] <= 1 and 0 <= metrics["roc_auc"] <= 1
 
 
 @pytest.mark.skipif(not REAL_DRIVE.is_dir(), reason="the DRIVE training half is not in ../shared/data/drive")

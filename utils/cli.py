@@ -28,7 +28,7 @@ import torch
 from .inference_settings import InferenceConfig
 
 
-def _parse_json(text: str) -> dict:
+def parse_json_object(text: str) -> dict:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
@@ -80,7 +80,7 @@ def _add_field_flag(parser: argparse.ArgumentParser, field: dataclasses.Field, k
         args = typing.get_args(kind)
     origin = typing.get_origin(kind)
     if kind is dict or origin is dict:
-        options["type"] = _parse_json
+        options["type"] = parse_json_object
     elif origin in (tuple, list, Sequence) or kind in (tuple, list):
         options["nargs"] = "+"
         options["type"] = args[0] if args else str

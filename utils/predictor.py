@@ -109,12 +109,14 @@ class Predictor:
         size (when set) and normalised; the mask untouched."""
         return eval_transforms(self.settings.base_size or None, norm=self.input_norm)
 
-    def dataset(self, split: str | None = None, data_root: str | None = None) -> Dataset:
-        """A split of the checkpoint's data set (default: its validation split and folder)."""
+    def dataset(self, split: str | None = None, data_root: str | None = None,
+                options: dict | None = None) -> Dataset:
+        """A split of the checkpoint's data set (default: its validation split and folder); `options`
+        replace data set options of the same name (e.g. the folders of DRIVE's test half)."""
         cfg = self.train_config
         return datasets.build_dataset(self.checkpoint["dataset"], split or cfg["val_split"],
                                       data_root or cfg["data_root"], self.transforms(),
-                                      **self.checkpoint["dataset_kwargs"])
+                                      **{**self.checkpoint["dataset_kwargs"], **(options or {})})
 
     def loader(self, dataset: Dataset, workers: int = 0, batch_size: int | None = None) -> DataLoader:
         """Batches of `dataset` (default: the settings' batch size)."""
