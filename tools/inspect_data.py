@@ -8,7 +8,9 @@ Reads every image and mask once (with a progress bar) under the declaration the
 `folder` data set would use (<root>/dataset.json, overridden by --dataset-kwargs) and
 prints: the number of pairs and unpaired files; image sizes (min / median / max) and
 modes; mask formats; the mask values or colours found with their share of the pixels;
-with classes known, the share of each class per split; and every problem the data set
+with regions of interest declared ("roi"), the share of label pixels outside them; with
+classes known, the share of each class per split (pixels outside the regions count as
+ignored); and every problem the data set
 would stop on (unreadable files, sizes that differ, undeclared values, masks that would
 be misread), with what to declare. Exit status 0 when the data set would load as
 declared, 1 when it would not, 2 for bad arguments.
@@ -28,12 +30,13 @@ from PIL import Image
 from tqdm import tqdm
 
 from datasets.base import IGNORE_INDEX, DatasetError
-from datasets.folder import select_split, split_names
+from datasets.folder import resize_nearest, select_split, split_names
 from datasets.folder.declaration import as_json, load_declaration, show_value
 from datasets.folder.mask_encoding import MaskEncoder
 from datasets.folder.mask_files import MASK_SUFFIXES, palette_reading, read_mask_file
 from datasets.folder.mask_scan import scan_headers
 from datasets.folder.suggest import MaskSummary, Survey, misreading
+from datasets.folder.roi import find_region_files, read_region
 from datasets.pairing import IMAGE_SUFFIXES, match_files
 
 SHOWN_VALUES = 12  # values or colours listed one by one; the rest are summed on one line
@@ -61,6 +64,10 @@ class Report:
     far_pixels: int = 0
     lossy_masks: int = 0
     lossy_encodings: Counter = field(default_factory=Counter)
+    regions: str = ""  # the declared region-of-interest files, "" without
+    region_masks: int = 0
+    region_pixels: int = 0
+    outside_pixels: int = 0  # label pixels outside the regions: ignored
     problems: list = field(default_factory=list)
     advice: str = ""
 
@@ -82,7 +89,8 @@ def inspect(root: Path, options: dict, progress: bool = True) -> Report:
     splits = _split_members(root, matching.pairs, image_dir, report)
     encoder = MaskEncoder(declaration) if declaration.declares_classes else None
     palette = palette_reading(scan_headers([mask for _, mask in matching.pairs]))  # as the data set reads them
-    per_mask: dict = {}  # mask -> Counter(class id or raw value -> pixels)
+    regions = _find_regions(root, declaration, matching.pairs, report)
+    per_mask: dict = {}  # mask -> Counter(class id or raw value -> pixels), pixels outside the regions ignored
     for image_path, mask_path in tqdm(matching.pairs, desc="reading", unit="pair", disable=not progress):
         image_size = _read_image(image_path, report)
         try:
@@ -99,8 +107,10 @@ def inspect(root: Path, options: dict, progress: bool = True) -> Report:
             report.lossy_encodings[raw.format] += 1
         if image_size is not None and raw.size != image_size:
             report.mismatched.append((mask_path, raw.size[::-1], image_size[::-1]))
+        inside = _region(regions.get(image_path), mask_path, raw.size, declaration.resize_masks, report)
         if encoder is None:
-            per_mask[mask_path] = Counter(summary.counts)
+            per_mask[mask_path] = Counter(summary.counts) if inside is None or raw.is_colour else \
+                _value_counts(np.where(inside, raw.data, IGNORE_INDEX))
             continue
         try:
             encoded = encoder.encode(raw, mask_path)
@@ -108,8 +118,8 @@ def inspect(root: Path, options: dict, progress: bool = True) -> Report:
             report.problems.append(str(err))
             continue
         report.far_pixels += encoded.far_pixels
-        found, counts = np.unique(encoded.ids, return_counts=True)
-        per_mask[mask_path] = Counter({int(k): int(n) for k, n in zip(found, counts)})
+        per_mask[mask_path] = _value_counts(encoded.ids if inside is None else np.where(inside, encoded.ids,
+                                                                                         IGNORE_INDEX))
     if report.mismatched and not declaration.resize_masks:
         mask, mask_size, image_size = report.mismatched[0]
         report.problems.append(
@@ -125,6 +135,46 @@ def inspect(root: Path, options: dict, progress: bool = True) -> Report:
             report.split_counts[split] = total
             report.split_sizes[split] = len(masks)
     return report
+
+
+def _find_regions(root: Path, declaration, pairs, report: Report) -> dict:
+    """{image: its region-of-interest mask} when the declaration names regions ("roi"), else {}."""
+    if not declaration.roi:
+        return {}
+    report.regions = f"{declaration.roi}/{declaration.roi_name}"
+    try:
+        return find_region_files([image for image, _ in pairs], declaration.image_name, root / declaration.roi,
+                                 declaration.roi_name)
+    except DatasetError as err:
+        report.problems.append(str(err))
+        return {}
+
+
+def _region(path: Path | None, mask_path: Path, size: tuple, resize: bool, report: Report):
+    """The region mask (True inside) of one label of `size` (height, width), counted into the
+    report; None without a region or when it cannot be used (a problem is reported)."""
+    if path is None:
+        return None
+    try:
+        inside = read_region(path)
+    except DatasetError as err:
+        report.problems.append(str(err))
+        return None
+    if inside.shape != tuple(size):
+        if not resize:
+            report.problems.append(f"region-of-interest mask {path} is {inside.shape[1]}x{inside.shape[0]} but "
+                                   f"label {mask_path} is {size[1]}x{size[0]} (width x height)")
+            return None
+        inside = resize_nearest(inside.astype(np.int64), tuple(size)).astype(bool)
+    report.region_masks += 1
+    report.region_pixels += inside.size
+    report.outside_pixels += int(inside.size - inside.sum())
+    return inside
+
+
+def _value_counts(values: np.ndarray) -> Counter:
+    found, counts = np.unique(values, return_counts=True)
+    return Counter({int(k): int(n) for k, n in zip(found, counts)})
 
 
 def _read_image(path: Path, report: Report):
@@ -186,6 +236,10 @@ def format_report(report: Report) -> str:
     if report.lossy_masks:
         lines.append(f"lossy masks: {report.lossy_masks} ({_counts(report.lossy_encodings)}); pixels snapped "
                      f"from farther than the snap distance: {report.far_pixels}")
+    if report.regions:
+        share = 100 * report.outside_pixels / report.region_pixels if report.region_pixels else 0.0
+        lines.append(f"regions of interest ({report.regions}): {report.region_masks} read; {share:.2f} % of "
+                     f"the label pixels lie outside them (ignored in loss and metrics)")
     lines += _value_lines(report.survey)
     if report.classes and report.split_counts:
         lines += _class_lines(report)
