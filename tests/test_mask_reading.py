@@ -16,7 +16,7 @@ from PIL import Image
 
 from datasets import DatasetError, build_dataset
 from datasets.base import to_rgb8
-from datasets.folder import resize_nearest
+from datasets.folder import default_split, resize_nearest
 from datasets.folder.mask_files import ramp_pixels, read_mask_file
 from datasets.voc import VOC_PALETTE
 from tools.fake_data import make_own_folder
@@ -240,3 +240,40 @@ def test_far_pixels_of_lossy_masks_are_reported_when_the_data_set_is_built(tmp_p
     assert reported == ds.far_pixels > 0
     assert "lossy masks: 3 (JPEG 3)" in inspect_data.format_report(inspect_data.inspect(
         root, {"classes": {"background": 0, "foreground": 255}}, progress=False))
+
+
+# ---------------------------------------------------------------- regions of interest in the report
+
+def test_inspect_data_reports_the_share_of_pixels_outside_the_regions(tmp_path, capsys):
+    """A DRIVE-like tree: TIFF images, GIF vessel masks, GIF field-of-view masks beside them."""
+    root = tmp_path / "drive"
+    declaration = {"classes": {"background": 0, "vessel": 255}, "images": "training/images",
+                   "masks": "training/1st_manual", "image_name": "{id}_training", "mask_name": "{id}_manual1",
+                   "roi": "training/mask", "roi_name": "{id}_training_mask"}
+    outside, per_split = 0, {"train": [0, 0], "val": [0, 0]}  # split -> [outside, pixels]
+    for k in (21, 22, 23, 24, 25):
+        folders = {name: root / "training" / name for name in ("images", "1st_manual", "mask")}
+        for folder in folders.values():
+            folder.mkdir(parents=True, exist_ok=True)
+        rgb = np.random.default_rng(k).integers(0, 255, (*SIZE, 3), dtype=np.uint8)
+        Image.fromarray(rgb).save(folders["images"] / f"{k}_training.tif")
+        Image.fromarray(disc(SIZE, radius=4 + k % 3)).save(folders["1st_manual"] / f"{k}_manual1.gif")
+        field_of_view = disc(SIZE, radius=10)
+        outside += int((field_of_view == 0).sum())
+        counts = per_split[default_split(f"{k}_training")]
+        counts[0] += int((field_of_view == 0).sum())
+        counts[1] += field_of_view.size
+        Image.fromarray(field_of_view).save(folders["mask"] / f"{k}_training_mask.gif")
+    (root / "dataset.json").write_text(json.dumps(declaration))
+    assert inspect_data.main([str(root)]) == 0
+    text = capsys.readouterr().out
+    share = 100 * outside / (5 * SIZE[0] * SIZE[1])
+    assert f"regions of interest (training/mask/{{id}}_training_mask): 5 read; {share:.2f} % of the label" in text
+    # the class table (train, val) counts the pixels outside as ignored
+    ignored = re.search(r"\(ignored\)\s+([\d.]+)%\s+([\d.]+)%", text)
+    assert per_split["train"][1] and per_split["val"][1]
+    for cell, split in zip(ignored.groups(), ("train", "val")):
+        assert float(cell) == pytest.approx(100 * per_split[split][0] / per_split[split][1], abs=0.01)
+    (root / "training" / "mask" / "22_training_mask.gif").unlink()
+    assert inspect_data.main([str(root)]) == 1
+    assert "22_training_mask" in capsys.readouterr().out
