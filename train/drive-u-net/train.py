@@ -17,7 +17,7 @@ figures are those of the final checkpoint (last.pth) on these four: nothing (no 
 no threshold) is chosen on them.
 
 Recipe (the defaults; meant for the CPU, but not yet measured to fit an hour there: on a 2-core
-AVX2 CPU without bf16 a step took about 3 s, so 4000 steps take hours; docs/drive.md):
+AVX2 CPU without bf16 a step took 2.2 s, so 4000 steps take about 2.5 hours; docs/drive.md):
 - U-Net of width 16, depth 4; random 192 x 192 crops, batch 8.
 - Augmentation for how fundus photographs vary: scale 0.75..1.25, rotation up to 20 degrees
   (half of the crops), a small elastic deformation (std 4 px on a 3 x 3 grid), horizontal and
