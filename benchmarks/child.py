@@ -3,11 +3,12 @@ and no cache leaks between rows (train_speed.py, peers.py), and the engine's Tra
 benchmark's training step runs through (train_speed.py, peers.py, data_speed.py)."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
     from torch import nn
@@ -26,6 +27,21 @@ def peak_rss_mib() -> float:
     carries that over fork and exec, so a child would report at least its parent's size."""
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+
+
+def add_child_args(parser: argparse.ArgumentParser) -> None:
+    """The flags of a benchmark that measures in children: the time limit of one measurement, and
+    the hidden --child SPEC_JSON by which the script runs as a child."""
+    parser.add_argument("--timeout", type=float, default=900, help="seconds per measurement")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+
+
+def answer_if_child(args: argparse.Namespace, measure: Callable[[dict], dict]) -> bool:
+    """In a child (--child given): print `measure(spec)` as the JSON line run_child reads; True then."""
+    if not args.child:
+        return False
+    print(json.dumps(measure(json.loads(args.child))))
+    return True
 
 
 def run_child(script: str, spec: dict, timeout: float) -> dict:

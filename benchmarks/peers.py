@@ -28,7 +28,6 @@ to return {'out': logits}).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -180,11 +179,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="timed steps of each network (default: 20 GPU, 9 CPU)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps before each timing")
     parser.add_argument("--classes", type=int, default=21)
-    parser.add_argument("--timeout", type=float, default=900, help="seconds per measurement")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
+    child.add_child_args(parser)
     args = parser.parse_args(argv)
-    if args.child:
-        print(json.dumps(peak_memory(json.loads(args.child))))
+    if child.answer_if_child(args, peak_memory):
         return
 
     import torch

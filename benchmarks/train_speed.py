@@ -205,11 +205,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="device peak in TFLOP/s for the FLOPs-utilisation column")
     parser.add_argument("--no-torchvision", dest="torchvision", action="store_false",
                         help="skip the comparison with torchvision's deeplabv3_resnet50 / fcn_resnet50")
-    parser.add_argument("--timeout", type=float, default=900, help="seconds per measurement")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
+    child.add_child_args(parser)
     args = parser.parse_args(argv)
-    if args.child:
-        print(json.dumps(measure(json.loads(args.child))))
+    if child.answer_if_child(args, measure):
         return
 
     device = pick_device(args.device).type  # "cuda" or "cpu": the children take it as JSON
