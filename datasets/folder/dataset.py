@@ -5,6 +5,8 @@
     <root>/dataset.json                             optional declaration: what the mask values or
                                                     colours mean, folders, name patterns
                                                     (declaration.py, datasets/README.md)
+    <root>/<roi>/<roi_name>.*                       optional, declared: regions of interest; pixels
+                                                    where they are 0 are ignored (roi.py)
     <root>/classes.txt                              optional, without declared classes: one class
                                                     name per line, in id order
     <root>/splits/<split>.txt                       optional: one image stem per line, any split names
