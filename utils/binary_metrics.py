@@ -43,6 +43,8 @@ import torch.distributed as dist
 
 from datasets.base import IGNORE_INDEX
 
+from .metrics import valid_pixels
+
 BINS = 65536
 LOG_ODDS_LIMIT = 32.0
 BINARY_KEYS = ("sensitivity", "specificity", "precision", "f1", "roc_auc", "average_precision")
@@ -70,15 +72,8 @@ class ScoreHistogram:
     @torch.no_grad()
     def update(self, log_odds: torch.Tensor, target: torch.Tensor) -> None:
         """Add class-1 log-odds and targets (0, 1 or ignore_index) of the same shape."""
-        if log_odds.shape != target.shape:
-            raise ValueError(f"scores {tuple(log_odds.shape)} and target {tuple(target.shape)} differ in shape")
-        target = target.to(self.counts.device).flatten().long()
-        scores = log_odds.to(self.counts.device).flatten().float()
-        keep = target != self.ignore_index
-        target, scores = target[keep], scores[keep]
-        if target.numel() and (int(target.min()) < 0 or int(target.max()) > 1):
-            raise ValueError(f"a two-class target holds ids other than 0, 1 and {self.ignore_index}")
-        scaled = (scores.nan_to_num(0.0).clamp(-self.limit, self.limit) + self.limit) * (self.bins / (2 * self.limit))
+        scores, target = valid_pixels(log_odds, target, 2, self.ignore_index, self.counts.device, "scores")
+        scaled = (scores.float().nan_to_num(0.0).clamp(-self.limit, self.limit) + self.limit) * (self.bins / (2 * self.limit))
         index = scaled.long().clamp(0, self.bins - 1)
         self.counts += torch.bincount(target * self.bins + index, minlength=2 * self.bins).view(2, self.bins)
 

@@ -37,16 +37,10 @@ class ConfusionMatrix:
     @torch.no_grad()
     def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
         """Add predicted class ids and targets of the same shape; ignore-index pixels are skipped."""
-        if prediction.shape != target.shape:
-            raise ValueError(f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ in shape")
-        target = target.to(self.matrix.device).flatten().long()
-        prediction = prediction.to(self.matrix.device).flatten().long()
-        keep = target != self.ignore_index
-        target, prediction = target[keep], prediction[keep]
-        if target.numel() and (int(target.min()) < 0 or int(target.max()) >= self.num_classes):
-            raise ValueError(f"target holds ids outside 0..{self.num_classes - 1} and {self.ignore_index}")
+        prediction, target = valid_pixels(prediction, target, self.num_classes, self.ignore_index,
+                                          self.matrix.device, "prediction")
         n = self.num_classes
-        self.matrix += torch.bincount(target * n + prediction, minlength=n * n).view(n, n)
+        self.matrix += torch.bincount(target * n + prediction.long(), minlength=n * n).view(n, n)
 
     def all_reduce(self) -> None:
         """Sum the matrices of every process, so that each rank reports the same figures."""
@@ -55,6 +49,21 @@ class ConfusionMatrix:
 
     def compute(self) -> dict:
         return metrics_from_confusion(self.matrix)
+
+
+def valid_pixels(values: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int,
+                 device: torch.device, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """`values` and `target` (of one shape) flattened onto `device`, without the pixels whose target
+    is `ignore_index`; targets are int64. A target id outside 0..num_classes-1 is an error."""
+    if values.shape != target.shape:
+        raise ValueError(f"{name} {tuple(values.shape)} and target {tuple(target.shape)} differ in shape")
+    target = target.to(device).flatten().long()
+    keep = target != ignore_index
+    values, target = values.to(device).flatten()[keep], target[keep]
+    if target.numel() and (int(target.min()) < 0 or int(target.max()) >= num_classes):
+        valid = "0, 1" if num_classes == 2 else f"0..{num_classes - 1}"
+        raise ValueError(f"target holds ids other than {valid} and {ignore_index}: outside the {num_classes} classes")
+    return values, target
 
 
 def metrics_from_confusion(matrix: torch.Tensor) -> dict:
