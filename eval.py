@@ -11,7 +11,9 @@ training flag without its "val-" (--tile is the run's --val-tile, --scales its
 --val-scales; utils/inference_settings.py). Prints acc, acc_cls, mean_iu,
 fwavacc, mean_dice and a per-class IoU and Dice table; for two-class data sets
 also sensitivity, specificity, precision, F1, ROC AUC and average precision of
-class 1 (utils/binary_metrics.py).
+class 1 (utils/binary_metrics.py), and the threshold on class 1's probability
+that would give these images their best F1 (run it on the training split to
+choose a --threshold).
 Metrics are always computed against the original-resolution labels: with
 --base-size the images are resized for the model and its logits resized back
 (with the model's own align_corners convention).
@@ -126,12 +128,17 @@ def main(argv=None) -> dict:
     print(f"mean_dice {metrics['mean_dice']:.4f}")
     for key in BINARY_KEYS * ("roc_auc" in metrics):  # two-class data sets: figures of class 1
         print(f"{key:<17} {metrics[key]:.4f}")
+    if "best_f1" in metrics:
+        print(f"threshold        {inference.threshold:g} on class 1's probability (--threshold); the best F1 of "
+              f"any threshold on these images: {metrics['best_f1']:.4f} at {metrics['best_f1_threshold']:.3f} "
+              f"(chosen on the pixels it scores: pick a threshold on training images, not the ones you report)")
     print(format_table(metrics, state["classes"]))
     if args.json:
         record = {"checkpoint": str(args.checkpoint), "split": split, "classes": state["classes"],
                   "mode": inference.mode,
                   "protocol": inference.protocol,
-                  "scales": list(inference.scales), "flip": inference.flip, **metrics,
+                  "scales": list(inference.scales), "flip": inference.flip, "threshold": inference.threshold,
+                  **metrics,
                   "iou_per_class": dict(zip(state["classes"], metrics["iou"])),
                   "dice_per_class": dict(zip(state["classes"], metrics["dice"]))}
         Path(args.json).write_text(json.dumps(record, indent=2))

@@ -6,10 +6,11 @@ Writes, for each input image NAME.ext, NAME.png (a palette PNG of class ids at
 the image's own size) and NAME_overlay.png (the colours blended over the
 image); with --probs also NAME.npy, the float16 softmax probabilities
 (classes, H, W) at the image's own size, whose argmax NAME.png is
-(utils/probability_maps.py). Folders are searched recursively and their subfolders are mirrored
+(utils/probability_maps.py; for two classes with a --threshold other than 0.5, class 1
+where its probability exceeds it). Folders are searched recursively and their subfolders are mirrored
 under --out (Cityscapes' leftImg8bit/test/<city>/ gives <out>/<city>/).
 Inference options are those of eval.py (--mode, --tile, --stride, --tile-batch,
---base-size, --scales, --flip, --mirror-margin, --protocol, --long-side, --device,
+--base-size, --scales, --flip, --mirror-margin, --protocol, --long-side, --threshold, --device,
 --amp, --channels-last); by default the checkpoint's validation settings, input
 normalisation and precision.
 """
@@ -25,8 +26,9 @@ from PIL import Image
 from datasets.base import DatasetError, read_image
 from datasets.pairing import IMAGE_SUFFIXES  # the formats the folder data set reads
 from utils.cli import add_inference_args, check_inference_args, inference_overrides
+from utils.inference import predicted_classes
 from utils.predictor import Predictor
-from utils.probability_maps import float16_probabilities, save_probabilities
+from utils.probability_maps import classes_of_probabilities, float16_probabilities, save_probabilities
 from utils.visualize import overlay, progress_bar, save_palette_png
 
 
@@ -86,8 +88,9 @@ def main(argv=None) -> list[Path]:
             raise SystemExit(f"predict.py: {err}") from None
         logits = predictor.segment(image)
         probabilities = float16_probabilities(logits, predictor.settings.protocol) if args.probs else None
-        # With --probs the PNG is the argmax of the saved probabilities, so that the two agree.
-        prediction = (probabilities.argmax(0) if args.probs else logits.argmax(1)[0].cpu().numpy()).astype(np.uint8)
+        # With --probs the PNG is read from the saved probabilities, so that the two agree.
+        prediction = (classes_of_probabilities(probabilities, predictor.settings.threshold) if args.probs
+                      else predicted_classes(logits, predictor.settings)[0].cpu().numpy()).astype(np.uint8)
         target = out_dir / f"{name}.png"
         target.parent.mkdir(parents=True, exist_ok=True)
         save_palette_png(prediction, palette, target)

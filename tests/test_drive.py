@@ -15,6 +15,7 @@ from torchvision import tv_tensors
 from datasets import build_dataset
 from datasets.base import DatasetError
 from tools.fake_data import make_drive
+from tools.results_figure import TITLE_HEIGHT
 from utils.recipes import DRIVE_TRAINING_DECLARATION
 from utils.train_config import TrainConfig
 from utils.transforms import RandomGamma, train_transforms
@@ -125,14 +126,51 @@ def test_the_script_trains_and_validates_on_a_drive_like_tree(drive, tmp_path):
     test_half = json.dumps({"images": "test/images", "image_name": "{id}_test", "masks": "test/1st_manual",
                             "roi": "test/mask", "roi_name": "{id}_test_mask"})
     out = tmp_path / "test.json"
-    command = [sys.executable, str(ROOT / "eval.py"), str(tmp_path / "run" / "last.pth"), "--split", "all",
-               "--data-root", str(drive), "--dataset-kwargs", test_half, "--json", str(out), "--workers", "0"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    eval_command = [sys.executable, str(ROOT / "eval.py"), str(tmp_path / "run" / "last.pth"), "--split", "all",
+                    "--data-root", str(drive), "--dataset-kwargs", test_half, "--workers", "0"]
+    result = subprocess.run(eval_command + ["--json", str(out)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads(out.read_text())
     fov_pixels = sum(int(read_binary(p).sum()) for p in (drive / "test" / "mask").glob("*.gif"))
     assert np.asarray(metrics["confusion"]).sum() == fov_pixels  # every pixel inside a FOV, none outside
     assert 0 <= metrics["f1"] <= 1 and 0 <= metrics["roc_auc"] <= 1
+    # predict.py on the test images (TIFF): one class-id PNG per image, at the image's full size.
+    command = [sys.executable, str(ROOT / "predict.py"), str(tmp_path / "run" / "last.pth"),
+               str(drive / "test" / "images"), "--out", str(tmp_path / "pred"), "--probs", "--no-progress"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for image_path in sorted((drive / "test" / "images").glob("*.tif")):
+        prediction = np.asarray(Image.open(tmp_path / "pred" / f"{image_path.stem}.png"))
+        assert prediction.shape == Image.open(image_path).size[::-1] and set(np.unique(prediction)) <= {0, 1}
+        probabilities = np.load(tmp_path / "pred" / f"{image_path.stem}.npy")
+        assert np.array_equal(probabilities.argmax(0), prediction)
+    # Another decision threshold: the PNGs follow class 1's saved probability, eval.py's counts change.
+    result = subprocess.run(command + ["--threshold", "0.3", "--out", str(tmp_path / "pred-0.3")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for image_path in sorted((drive / "test" / "images").glob("*.tif")):
+        prediction = np.asarray(Image.open(tmp_path / "pred-0.3" / f"{image_path.stem}.png"))
+        probabilities = np.load(tmp_path / "pred-0.3" / f"{image_path.stem}.npy")
+        assert np.array_equal(prediction, probabilities[1] > 0.3)
+    result = subprocess.run(eval_command + ["--threshold", "0.3", "--json", str(tmp_path / "test-0.3.json")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lower = json.loads((tmp_path / "test-0.3.json").read_text())
+    assert lower["threshold"] == 0.3 and np.asarray(lower["confusion"]).sum() == fov_pixels
+    assert np.asarray(lower["confusion"])[:, 1].sum() >= np.asarray(metrics["confusion"])[:, 1].sum()
+    assert lower["roc_auc"] == metrics["roc_auc"]  # the areas do not depend on the threshold
+    # The results picture leaves what is not scored (outside the FOV) white in the prediction too.
+    figure = tmp_path / "figure.png"
+    command = [sys.executable, str(ROOT / "tools" / "results_figure.py"), str(tmp_path / "run" / "last.pth"),
+               "--indices", "0", "--out", str(figure), "--device", "cpu", "--no-progress"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    mask = build_dataset("folder", "val", root=drive, **DRIVE_TRAINING_DECLARATION)[0][1].numpy()
+    height, width = mask.shape
+    picture = np.asarray(Image.open(figure).convert("RGB"))
+    prediction = picture[TITLE_HEIGHT:TITLE_HEIGHT + height, 2 * (width + 4):2 * (width + 4) + width]
+    outside = mask == 255
+    assert outside.any() and (prediction[outside] == 255).all() and not (prediction[~outside] == 255).all()
 
 
 @pytest.mark.skipif(not REAL_DRIVE.is_dir(), reason="the DRIVE training half is not in ../shared/data/drive")

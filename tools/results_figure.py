@@ -7,9 +7,10 @@ One row per image, one column per checkpoint after the image and its ground trut
 title strip naming the columns. Images come from the first checkpoint's validation split
 (or --split); each checkpoint predicts with its own validation settings (whole / sliding
 window, base size, mirror margin), which eval.py's inference flags override. Ground truth
-and predictions are drawn in the data set's palette (ignore pixels white), at the labels'
-resolution. Rows are the first --num images, or --indices. Several checkpoints must share
-one data set.
+and predictions are drawn in the data set's palette at the labels' resolution; pixels the
+metrics ignore are white in both (void labels, outside a region of interest such as DRIVE's
+field of view), so the picture shows what is scored. Rows are the first --num images, or
+--indices. Several checkpoints must share one data set.
 """
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ from PIL import Image, ImageDraw
 
 from models.layers import resize
 from utils.cli import add_inference_args, check_inference_args, inference_overrides
+from utils.inference import predicted_classes
 from utils.predictor import Predictor
 from utils.visualize import colorize
 
@@ -76,7 +78,10 @@ def main(argv=None) -> Path:
                 shown = resize(image[None].float(), mask.shape[-2:])[0]
                 panels += [predictor.input_norm.denormalize(shown), colorize(mask, palette)]
             logits = predictor.logits(image[None], size=mask.shape[-2:])
-            panels.append(colorize(logits.argmax(1)[0].cpu(), palette))
+            prediction = predicted_classes(logits, predictor.settings)[0].cpu()
+            # pixels the metrics ignore (void labels, outside a region of interest) are drawn as the truth draws them
+            prediction[mask == dataset.ignore_index] = dataset.ignore_index
+            panels.append(colorize(prediction, palette))
         rows.append([p.permute(1, 2, 0).numpy() for p in panels])
     titles = ["image", "ground truth"] + [column_title(predictor.checkpoint) for predictor in predictors]
     canvas = tile_panels(rows, titles, args.gap)

@@ -9,7 +9,13 @@ For a data set of two classes (0: background, 1: the structure), over the valid
     specificity = TN / (TN + FP)
     precision   = TP / (TP + FP)
     f1          = 2 TP / (2 TP + FP + FN)   (the Dice of class 1)
-- from class 1's probability, without a threshold:
+- from class 1's probability, over every threshold:
+    best_f1, best_f1_threshold
+                      the highest F1 of any threshold on class 1's probability,
+                      and that threshold: a choice made on the very pixels it is
+                      scored on, so an optimistic figure on a held-out split; on
+                      the training images it is a fair way to pick a threshold
+                      (eval.py --split train; the `--threshold` setting)
     roc_auc           area under the ROC curve (the Mann-Whitney rank statistic:
                       the chance that a random class-1 pixel scores above a
                       random class-0 pixel, ties counting one half)
@@ -108,6 +114,24 @@ def areas_from_histogram(counts: torch.Tensor) -> dict:
     return {"roc_auc": roc_auc, "average_precision": average_precision, "roc_auc_max_error": max_error}
 
 
+def best_f1_from_histogram(counts: torch.Tensor, limit: float = LOG_ODDS_LIMIT) -> dict:
+    """best_f1 and best_f1_threshold (a probability of class 1) over the thresholds at the bins'
+    lower edges, from counts [2, bins] as `areas_from_histogram` reads them; NaN without class-1
+    pixels. Predicting class 1 from bin k upwards gives TP = class-1 pixels in bins >= k, FP the
+    class-0 ones, and F1 = 2 TP / (TP + FP + all class-1 pixels)."""
+    counts = counts.double().cpu()
+    bins = counts.shape[1]
+    true_pos = counts[1].flip(0).cumsum(0).flip(0)  # bins >= k
+    false_pos = counts[0].flip(0).cumsum(0).flip(0)
+    n_pos = counts[1].sum()
+    if n_pos == 0:
+        return {"best_f1": float("nan"), "best_f1_threshold": float("nan")}
+    f1 = 2 * true_pos / (true_pos + false_pos + n_pos)
+    k = int(f1.argmax())
+    edge = -limit + k * (2 * limit / bins)  # the log-odds at bin k's lower edge
+    return {"best_f1": f1[k].item(), "best_f1_threshold": torch.sigmoid(torch.tensor(edge, dtype=torch.float64)).item()}
+
+
 def binary_metrics(confusion: torch.Tensor, histogram: ScoreHistogram | torch.Tensor) -> dict:
     """Every two-class figure (BINARY_KEYS, plus roc_auc_max_error) from a 2 x 2 confusion matrix
     (rows: target) and a `ScoreHistogram` (or its counts) of the same pixels."""
@@ -121,7 +145,7 @@ def binary_metrics(confusion: torch.Tensor, histogram: ScoreHistogram | torch.Te
 
     counts = histogram.counts if isinstance(histogram, ScoreHistogram) else histogram
     return {"sensitivity": ratio(tp, tp + fn), "specificity": ratio(tn, tn + fp), "precision": ratio(tp, tp + fp),
-            "f1": ratio(2 * tp, 2 * tp + fp + fn), **areas_from_histogram(counts)}
+            "f1": ratio(2 * tp, 2 * tp + fp + fn), **areas_from_histogram(counts), **best_f1_from_histogram(counts)}
 
 
 def format_binary(metrics: dict) -> str:

@@ -28,9 +28,9 @@ import torch
 from torch import nn
 
 FORMAT = "semseg-checkpoint"
-VERSION = 3
+VERSION = 4
 # Version 1 (November-December 2026) named its version in the format and recorded less;
-# version 2 (December 2026) lacked three validation settings: see `migrate`.
+# versions 2 and 3 (December 2026) lacked validation settings: see `migrate`.
 FORMAT_V1 = "semseg-checkpoint-v1"
 
 # What training adds, so that a run resumes exactly; a converted checkpoint has none of it.
@@ -137,6 +137,7 @@ def migrate(state: dict, path: str | os.PathLike = "checkpoint") -> dict:
     their weights as `stages.i[.j].*` instead of torchvision's module names.
     Versions 1 and 2 lacked the config fields `val_tile_batch`, `val_scales` and
     `val_flip` (validation ran 4 tiles per pass, at one scale, unflipped).
+    Versions 1 to 3 lacked `val_threshold` (two-class predictions were the argmax: 0.5).
     Each missing value is the one its writer behaved as.
     """
     from models.input_norm import IMAGENET
@@ -148,7 +149,10 @@ def migrate(state: dict, path: str | os.PathLike = "checkpoint") -> dict:
     if version == VERSION:
         return state
     state = dict(state, format=FORMAT, version=VERSION)
-    state["config"] = {"val_tile_batch": 4, "val_scales": (1.0,), "val_flip": False, **state.get("config", {})}
+    state["config"] = {"val_threshold": 0.5, **state.get("config", {})}
+    if version >= 3:
+        return state
+    state["config"] = {"val_tile_batch": 4, "val_scales": (1.0,), "val_flip": False, **state["config"]}
     if version >= 2:
         return state
     state.setdefault("input_norm", IMAGENET.to_dict())

@@ -65,6 +65,8 @@ class InferenceConfig:
                                         "mode and flip do not apply", PROTOCOLS)
     long_side: int = _setting(0, "protocol semseg: resize the longer side to this first (their base_size: 512 "
                                  "for VOC and ADE20K, 2048 for Cityscapes; 0: the image's own size)", minimum=0)
+    threshold: float = _setting(0.5, "two-class data sets: predict class 1 where its probability exceeds this "
+                                     "(0.5: the argmax; the ROC AUC and average precision do not depend on it)")
     amp: bool = _setting(False, "mixed precision (bf16, or fp16 on GPUs without bf16)", shared=True)
     channels_last: bool = _setting(False, "channels_last memory format", shared=True)
 
@@ -103,9 +105,20 @@ class InferenceConfig:
                 raise ValueError(f"{name} {value!r} is not one of: {', '.join(f.metadata['choices'])}")
             if "minimum" in f.metadata and value < f.metadata["minimum"]:
                 raise ValueError(f"{name} must be >= {f.metadata['minimum']}, got {value}")
+        threshold = values.get("threshold")
+        if threshold is not None and not 0 < threshold < 1:
+            raise ValueError(f"{_name('threshold', flag_prefix)} must lie strictly between 0 and 1 (a probability of "
+                             f"class 1), got {threshold}")
         scales = values.get("scales")
         if scales is not None and (not scales or any(not s > 0 for s in scales)):
             raise ValueError(f"{_name('scales', flag_prefix)} must be positive numbers, got {list(scales)}")
+
+    def check_classes(self, num_classes: int, flag_prefix: str | None = None) -> None:
+        """ValueError when a threshold other than the argmax's is set for a model of more than two
+        classes, before any image is run."""
+        if self.threshold != 0.5 and num_classes != 2:
+            raise ValueError(f"{_name('threshold', flag_prefix)} {self.threshold} applies to two-class data sets; "
+                             f"this one has {num_classes} classes (leave it at 0.5, the argmax)")
 
     def validate(self, flag_prefix: str | None = None) -> None:
         """ValueError for a bad value or a combination that cannot run (see `check_values`

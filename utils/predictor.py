@@ -55,6 +55,7 @@ class Predictor:
             state = load_checkpoint(path)
             settings = InferenceConfig.from_train_config(state["config"], **overrides)
             settings.validate(flag_prefix="--")
+            settings.check_classes(state["num_classes"], flag_prefix="--")
             model = model_from_checkpoint(state)
         except (CheckpointError, ValueError) as err:
             if program is None:

@@ -28,6 +28,17 @@ def float16_probabilities(output: torch.Tensor, protocol: str = "default") -> np
     return probabilities.cpu().numpy().astype(np.float16)
 
 
+def classes_of_probabilities(probabilities: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Class ids (H, W) of (classes, H, W) probabilities: the argmax, or for two classes and a
+    threshold other than 0.5 (utils.inference.predicted_classes), class 1 where its probability
+    exceeds the threshold."""
+    if threshold == 0.5:
+        return probabilities.argmax(0)
+    if probabilities.shape[0] != 2:
+        raise ValueError(f"a threshold ({threshold}) applies to two classes, not {probabilities.shape[0]}")
+    return (probabilities[1] > threshold).astype(np.int64)
+
+
 def save_probabilities(probabilities: np.ndarray, path: Path | str) -> None:
     """Write (classes, H, W) float16 probabilities as a .npy file."""
     if probabilities.ndim != 3 or probabilities.dtype != np.float16:

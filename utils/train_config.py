@@ -124,6 +124,7 @@ class TrainConfig:
     val_scales: tuple[float, ...] = validation_field("scales")
     val_flip: bool = validation_field("flip")
     val_mirror_margin: int = validation_field("mirror_margin")
+    val_threshold: float = validation_field("threshold")
     val_images: int = _opt(4, "validation images shown in TensorBoard, spread evenly over the val split (the "
                                  "same ones at every validation; one image tag each)")
     # runtime

@@ -125,6 +125,10 @@ class Trainer(metaclass=_BuildAfterInit):
                                                 **cfg.dataset_kwargs)
         self.val_set = datasets.build_dataset(cfg.dataset, cfg.val_split, cfg.data_root, None, **cfg.dataset_kwargs)
         self.num_classes = self.train_set.num_classes
+        try:
+            cfg.inference().check_classes(self.num_classes, flag_prefix="--val-")
+        except ValueError as err:
+            raise SystemExit(f"{cfg.dataset}: {err}") from None
         self.model_kwargs = dict(cfg.model_kwargs)
         if cfg.backbone is not None:
             self.model_kwargs["backbone"] = cfg.backbone

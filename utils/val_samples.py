@@ -21,7 +21,7 @@ from models.input_norm import InputNorm
 from models.layers import resize
 
 from .checkpoint import unwrap
-from .inference import predict_logits
+from .inference import predict_logits, predicted_classes
 from .inference_settings import InferenceConfig
 from .visualize import colorize
 
@@ -59,7 +59,7 @@ def sample_panels(model: nn.Module, dataset, indices: Sequence[int], num_classes
             logits = predict_logits(model, batch, num_classes, inference, size=target.shape[-2:])
         shown = resize(image.float(), target.shape[-2:])[0]  # a validation base_size resized the image only
         pictures[index] = stacked([norm.denormalize(shown), colorize(target, palette),
-                                   colorize(logits.argmax(1)[0], palette)],
+                                   colorize(predicted_classes(logits, inference)[0], palette)],
                                   f"val #{index}: image, truth, prediction")
     model.train(was_training)
     return pictures
