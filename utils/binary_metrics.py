@@ -92,16 +92,22 @@ class ScoreHistogram:
         return areas_from_histogram(self.counts)
 
 
+def _from_the_top(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Class-0 and class-1 counts of each bin, then the class-0 (false positive) and class-1 (true
+    positive) pixels at or above each bin, in descending score (thresholds from strict to lenient),
+    from counts [2, bins] in ascending score."""
+    counts = counts.double().cpu().flip(1)
+    return counts[0], counts[1], counts[0].cumsum(0), counts[1].cumsum(0)
+
+
 def areas_from_histogram(counts: torch.Tensor) -> dict:
     """roc_auc, average_precision and roc_auc_max_error from counts [2, bins] (row 0: class-0
     pixels, row 1: class-1 pixels, bins in ascending score); NaN without pixels of either class."""
-    counts = counts.double().cpu().flip(1)  # descending score: thresholds from strict to lenient
-    negatives, positives = counts[0], counts[1]
+    negatives, positives, false_pos, true_pos = _from_the_top(counts)
     n_neg, n_pos = negatives.sum().item(), positives.sum().item()
     nan = float("nan")
     if n_pos == 0:
         return {"roc_auc": nan, "average_precision": nan, "roc_auc_max_error": nan}
-    true_pos, false_pos = positives.cumsum(0), negatives.cumsum(0)
     taken = true_pos + false_pos
     precision = torch.where(taken > 0, true_pos / taken.clamp_min(1), torch.ones_like(taken))
     average_precision = (positives / n_pos * precision).sum().item()
@@ -119,14 +125,11 @@ def best_f1_from_histogram(counts: torch.Tensor, limit: float = LOG_ODDS_LIMIT) 
     lower edges, from counts [2, bins] as `areas_from_histogram` reads them; NaN without class-1
     pixels. Predicting class 1 from bin k upwards gives TP = class-1 pixels in bins >= k, FP the
     class-0 ones, and F1 = 2 TP / (TP + FP + all class-1 pixels)."""
-    counts = counts.double().cpu()
-    bins = counts.shape[1]
-    true_pos = counts[1].flip(0).cumsum(0).flip(0)  # bins >= k
-    false_pos = counts[0].flip(0).cumsum(0).flip(0)
-    n_pos = counts[1].sum()
+    _, positives, false_pos, true_pos = _from_the_top(counts)
+    bins, n_pos = len(positives), positives.sum()
     if n_pos == 0:
         return {"best_f1": float("nan"), "best_f1_threshold": float("nan")}
-    f1 = 2 * true_pos / (true_pos + false_pos + n_pos)
+    f1 = (2 * true_pos / (true_pos + false_pos + n_pos)).flip(0)  # f1[k]: class 1 from bin k upwards
     k = int(f1.argmax())
     edge = -limit + k * (2 * limit / bins)  # the log-odds at bin k's lower edge
     return {"best_f1": f1[k].item(), "best_f1_threshold": torch.sigmoid(torch.tensor(edge, dtype=torch.float64)).item()}
