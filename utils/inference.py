@@ -220,15 +220,18 @@ def predict_logits(model: nn.Module, images: torch.Tensor, num_classes: int,
 
 # ---------------------------------------------------------------- evaluation
 
-def predicted_classes(output: torch.Tensor, inference: InferenceConfig | None = None) -> torch.Tensor:
+def predicted_classes(output: torch.Tensor, inference: InferenceConfig | None = None,
+                      log_odds: torch.Tensor | None = None) -> torch.Tensor:
     """Class ids [N, H, W] of `predict_logits`' output [N, C, H, W]: the argmax, or for two classes
     and a `threshold` other than 0.5, class 1 where its probability exceeds the threshold (its
-    log-odds exceed log(t / (1 - t)), which 0.5 makes the argmax's rule, ties going to class 0)."""
+    log-odds exceed log(t / (1 - t)), which 0.5 makes the argmax's rule, ties going to class 0).
+    `log_odds`: the output's class-1 log-odds when the caller has them already."""
     inference = inference or InferenceConfig()
     if inference.threshold == 0.5:
         return output.argmax(1)
     inference.check_classes(output.shape[1])
-    log_odds = class_one_log_odds(output, inference.protocol == "semseg")
+    if log_odds is None:
+        log_odds = class_one_log_odds(output, inference.protocol == "semseg")
     return (log_odds > math.log(inference.threshold / (1 - inference.threshold))).long()
 
 
@@ -268,10 +271,12 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             # The images may have been resized (eval_transforms' base_size): score at the labels' resolution.
             logits = predict_logits(model, images, num_classes, inference, size=targets.shape[-2:])
-        predictions = predicted_classes(logits, inference)
-        confusion.update(predictions, targets)
+        log_odds = None
         if scores is not None:  # the semseg protocol's output is probabilities, not logits
-            scores.update(class_one_log_odds(logits, (inference or InferenceConfig()).protocol == "semseg"), targets)
+            log_odds = class_one_log_odds(logits, (inference or InferenceConfig()).protocol == "semseg")
+            scores.update(log_odds, targets)
+        predictions = predicted_classes(logits, inference, log_odds)
+        confusion.update(predictions, targets)
         if on_batch is not None:
             on_batch(index, resize(images.float(), targets.shape[-2:]), targets, predictions, logits)
     bar.close()

@@ -26,7 +26,7 @@ from .data import eval_loader
 from .inference import evaluate, predict_logits
 from .inference_settings import InferenceConfig
 from .runtime import autocast_dtype, pick_device
-from .transforms import ResizeShorterSide, eval_transforms
+from .transforms import eval_transforms
 
 
 class Predictor:
@@ -140,9 +140,7 @@ class Predictor:
         """Logits [1, C, H, W] of one uint8 RGB image [3, H, W], at the image's own size
         (resized to the base size for the model when one is set)."""
         height, width = image.shape[-2:]
-        if self.settings.base_size:
-            image = ResizeShorterSide(self.settings.base_size)(image)
-        batch = eval_transforms(norm=self.input_norm)(image)[None].as_subclass(torch.Tensor)
+        batch = self.transforms()(image)[None].as_subclass(torch.Tensor)
         return self.logits(batch, size=(height, width))
 
     def evaluate(self, loader: DataLoader, ignore_index: int, on_batch: Callable | None = None,
