@@ -79,8 +79,11 @@ class CallbackList:
         if event not in CallbackList.EVENTS:
             raise AttributeError(event)
 
+        # ended in the reverse order of their start (see the module docstring)
+        order = self.callbacks[::-1] if event == "on_train_end" else self.callbacks
+
         def call(*args) -> None:
-            for callback in self.callbacks:
+            for callback in order:
                 getattr(callback, event)(*args)
         return call
 

@@ -353,8 +353,8 @@ class Trainer(metaclass=_BuildAfterInit):
         failed = None
         if self.is_main:
             state = self.checkpoint_state(metrics)
-            self.callbacks.on_save(self, state)
             try:
+                self.callbacks.on_save(self, state)  # it may write files too (the snapshots callback)
                 if best:
                     save_checkpoint(state, self.run_dir / "best.pth")
                 save_checkpoint(state, self.run_dir / "last.pth")
@@ -400,8 +400,7 @@ class Trainer(metaclass=_BuildAfterInit):
     def _close(self) -> None:
         """The end of the run, finished or stopped: callbacks first (the training log prints the
         last line), then the TensorBoard files and the process group."""
-        for callback in reversed(list(self.callbacks)):  # ended in the reverse order of their start
-            callback.on_train_end(self)
+        self.callbacks.on_train_end(self)
         self.logger.close()
         if self.lock is not None:
             self.lock.release()
