@@ -118,9 +118,9 @@ class GradNorm(Callback):
         if grads:
             self.total += torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
             self.steps += 1
-        it = trainer.state.iteration
-        if self.steps and (it % trainer.cfg.log_every == 0 or it == trainer.cfg.iters):
-            trainer.logger.scalars({"train/grad_norm": (self.total / self.steps).item()}, it)  # the one sync
+        if self.steps and trainer.log_due():
+            mean = (self.total / self.steps).item()  # the one sync
+            trainer.logger.scalars({"train/grad_norm": mean}, trainer.state.iteration)
             self.total.zero_()
             self.steps = 0
 

@@ -285,7 +285,7 @@ class Trainer(metaclass=_BuildAfterInit):
                 self.after_step(loss)
                 self.callbacks.on_step_end(self, loss)
                 validating = self._validation_due()
-                self._check_faults(sync=validating or s.iteration % cfg.log_every == 0)
+                self._check_faults(sync=validating or self.log_due())
                 if validating:
                     self.validate_and_save()
                 if s.iteration >= cfg.iters:
@@ -322,6 +322,11 @@ class Trainer(metaclass=_BuildAfterInit):
     def _validation_due(self) -> bool:
         it = self.state.iteration
         return it % self.cfg.val_every == 0 or it == self.cfg.iters
+
+    def log_due(self) -> bool:
+        """Whether this iteration writes the training log line (and callbacks their interval's figures)."""
+        it = self.state.iteration
+        return it % self.cfg.log_every == 0 or it == self.cfg.iters
 
     def validate_and_save(self) -> dict:
         """Validate, tell the callbacks, keep the best score, and write last.pth (and best.pth)."""

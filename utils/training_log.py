@@ -54,8 +54,7 @@ class TrainingLog(Callback):
         if self.bar is not None:
             self.bar.update(1)
         self.running_loss += loss
-        it, cfg = trainer.state.iteration, trainer.cfg
-        if it % cfg.log_every == 0 or it == cfg.iters:
+        if trainer.log_due():
             self._log(trainer)
 
     def _log(self, trainer) -> None:
