@@ -320,17 +320,10 @@ def make_drive(root, size=(48, 40), n=None) -> Path:
             red = np.where(fov, 190, 0) + rng.normal(0, 8, (h, w))
             picture = np.stack([red, red * 0.45, red * 0.2], axis=-1) * np.where(vessels, 0.55, 1.0)[..., None]
             folder = out / half
-            (folder / "images").mkdir(parents=True, exist_ok=True)
-            Image.fromarray(picture.clip(0, 255).astype(np.uint8)).save(
-                folder / "images" / f"{image_name.format(key)}.tif")
-            _save_gif(vessels, folder / "1st_manual" / f"{key}_manual1.gif")
-            _save_gif(fov, folder / "mask" / f"{fov_name.format(key)}.gif")
+            _save(picture.clip(0, 255).astype(np.uint8), folder / "images" / f"{image_name.format(key)}.tif")
+            _save(np.where(vessels, 255, 0).astype(np.uint8), folder / "1st_manual" / f"{key}_manual1.gif")
+            _save(np.where(fov, 255, 0).astype(np.uint8), folder / "mask" / f"{fov_name.format(key)}.gif")
     return out
-
-
-def _save_gif(binary: np.ndarray, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.where(binary, 255, 0).astype(np.uint8)).save(path)
 
 
 GENERATORS = {"voc": make_voc, "voc_aug": make_voc_aug, "cityscapes": make_cityscapes,
