@@ -30,13 +30,14 @@ from PIL import Image
 from tqdm import tqdm
 
 from datasets.base import IGNORE_INDEX, DatasetError
-from datasets.folder import resize_nearest, select_split, split_names
+from datasets.folder import select_split, split_names
 from datasets.folder.declaration import as_json, load_declaration, show_value
 from datasets.folder.mask_encoding import MaskEncoder
 from datasets.folder.mask_files import MASK_SUFFIXES, palette_reading, read_mask_file
 from datasets.folder.mask_scan import scan_headers
 from datasets.folder.suggest import MaskSummary, Survey, misreading
-from datasets.folder.roi import find_region_files, read_region
+from datasets.folder.dataset import region_of
+from datasets.folder.roi import find_region_files
 from datasets.pairing import IMAGE_SUFFIXES, match_files
 
 SHOWN_VALUES = 12  # values or colours listed one by one; the rest are summed on one line
@@ -156,16 +157,10 @@ def _region(path: Path | None, mask_path: Path, size: tuple, resize: bool, repor
     if path is None:
         return None
     try:
-        inside = read_region(path)
+        inside = region_of(path, size, resize, mask_path)
     except DatasetError as err:
         report.problems.append(str(err))
         return None
-    if inside.shape != tuple(size):
-        if not resize:
-            report.problems.append(f"region-of-interest mask {path} is {inside.shape[1]}x{inside.shape[0]} but "
-                                   f"label {mask_path} is {size[1]}x{size[0]} (width x height)")
-            return None
-        inside = resize_nearest(inside.astype(np.int64), tuple(size)).astype(bool)
     report.region_masks += 1
     report.region_pixels += inside.size
     report.outside_pixels += int(inside.size - inside.sum())

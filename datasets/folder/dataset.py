@@ -41,14 +41,14 @@ import numpy as np
 from PIL import Image
 from torchvision import tv_tensors
 
-from ..base import (DatasetError, FilePairDataset, check_split, generated_palette, make_mask,
+from ..base import (IGNORE_INDEX, DatasetError, FilePairDataset, check_split, generated_palette, make_mask,
                    read_image, read_split_list)
 from .declaration import Declaration, load_declaration
 from .mask_encoding import MaskEncoder
 from .mask_files import MASK_SUFFIXES, RawMask, palette_reading, read_mask_file
 from .mask_scan import scan_headers, snapping_report
 from ..pairing import IMAGE_SUFFIXES, match_files, unpaired_error
-from .roi import apply_region, find_region_files, read_region
+from .roi import find_region_files, read_region
 from .suggest import MaskSummary, Survey, misreading
 
 # (path, modification time, size) -> the mask's value counts: the survey of undeclared masks reads
@@ -183,11 +183,8 @@ class Folder(FilePairDataset):
         if image_size is not None and ids.shape != image_size and self.declaration.resize_masks:
             ids = resize_nearest(ids, image_size)
         if self.regions:
-            region_path = self.regions[image_path]
-            inside = read_region(region_path)
-            if inside.shape != ids.shape and self.declaration.resize_masks:
-                inside = resize_nearest(inside.astype(np.int64), ids.shape).astype(bool)
-            ids = apply_region(ids, inside, region_path, mask_path)
+            inside = region_of(self.regions[image_path], ids.shape, self.declaration.resize_masks, mask_path)
+            ids = np.where(inside, ids, IGNORE_INDEX)
         return make_mask(ids, mask_path, self.num_classes, None, image_size)
 
     def read_mask(self, index: int) -> tv_tensors.Mask:
@@ -282,6 +279,19 @@ def resize_nearest(ids: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     so that values above 255 do not wrap around)."""
     image = Image.fromarray(ids.astype(np.int32))
     return np.asarray(image.resize((size[1], size[0]), Image.NEAREST)).astype(np.int64)
+
+
+def region_of(path: Path, shape: tuple[int, int], resize: bool, label_path: Path) -> np.ndarray:
+    """The region of interest in `path` (True inside; roi.read_region) for the label in `label_path`
+    of `shape` (height, width): resized to it (nearest neighbour) when `resize` (the declaration's
+    resize_masks), else a size that differs is an error naming both files."""
+    inside = read_region(path)
+    if inside.shape != tuple(shape):
+        if not resize:
+            raise DatasetError(f"region-of-interest mask {path} is {inside.shape[1]}x{inside.shape[0]} but "
+                               f"label {label_path} is {shape[1]}x{shape[0]} (width x height)")
+        inside = resize_nearest(inside.astype(np.int64), tuple(shape)).astype(bool)
+    return inside
 
 
 def survey_masks(paths: list[Path], palette: str = "auto") -> Survey:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..base import IGNORE_INDEX, DatasetError
+from ..base import DatasetError
 from .mask_files import MASK_SUFFIXES, read_mask_file
 from ..pairing import pattern_regex
 
@@ -48,10 +48,3 @@ def read_region(path: Path) -> np.ndarray:
     data = raw.data.max(axis=2) if raw.is_colour else raw.data
     return data >= 128 if raw.lossy else data != 0
 
-
-def apply_region(ids: np.ndarray, inside: np.ndarray, region_path: Path, label_path: Path) -> np.ndarray:
-    """`ids` with every pixel outside the region set to the ignore id; the sizes must agree."""
-    if inside.shape != ids.shape:
-        raise DatasetError(f"region-of-interest mask {region_path} is {inside.shape[1]}x{inside.shape[0]} but "
-                           f"label {label_path} is {ids.shape[1]}x{ids.shape[0]} (width x height)")
-    return np.where(inside, ids, IGNORE_INDEX)
